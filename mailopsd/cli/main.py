@@ -1,0 +1,75 @@
+"""``mailopsd``: parse arguments, dispatch to a command, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from mailopsd import __version__
+from mailopsd.cli.common import EXIT_BUSY, EXIT_CODES_HELP, EXIT_JOB_FAILED, EXIT_USAGE
+
+# Each module has register(subparsers); handlers are set with set_defaults(handler=fn).
+COMMAND_MODULES = (
+    "mailopsd.cli.cmd_core",
+)
+
+DESCRIPTION = """\
+mailopsd keeps a Debian mail server (Exim4, Dovecot, SpamAssassin) healthy from one daemon:
+it bans abusive SMTP clients from the Exim mainlog, trains spamd's Bayes database from users'
+Spam / Not Spam folders, updates SpamAssassin's rules safely, backs up Bayes, and fixes the
+server-made copies in users' Sent folders. Run it as a systemd service (`mailopsd run`), or run
+one job now with `mailopsd run-job ID`."""
+
+EPILOG = f"""\
+configuration: --config FILE, else $MAILOPSD_CONFIG, else /etc/mailopsd/mailopsd.toml
+  (`mailopsd check-config` validates it; etc/mailopsd.toml is the commented reference).
+
+{EXIT_CODES_HELP}"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (imports only the light command modules)."""
+    parser = argparse.ArgumentParser(
+        prog="mailopsd", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mailopsd {__version__}")
+    parser.add_argument("-c", "--config", metavar="FILE",
+                        help="configuration file (default: $MAILOPSD_CONFIG or "
+                             "/etc/mailopsd/mailopsd.toml)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        help="override logging.level for this run")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    from mailopsd.errors import ConfigError, JobBusyError, MailopsError
+
+    try:
+        return int(handler(args))
+    except ConfigError as exc:
+        print(f"mailopsd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except JobBusyError as exc:
+        print(f"mailopsd: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except MailopsError as exc:
+        print(f"mailopsd: {exc}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

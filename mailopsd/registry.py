@@ -1,0 +1,44 @@
+"""Which jobs and services exist, by id, without importing them (keeps the CLI fast).
+
+Jobs live in ``jobs/`` (installed as ``mailopsd.jobs``): each module has ``run(ctx) -> JobResult``.
+Services live in ``mailopsd/``: each factory is ``create(config, state) -> Service | None``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from mailopsd.errors import UnknownJobError
+
+# job id -> (module, one-line summary, the seed script it replaces)
+JOBS: dict[str, tuple[str, str, str]] = {
+    "housekeeping": ("mailopsd.jobs.housekeeping",
+                     "prune old job history and lapsed records from the state database", "-"),
+}
+
+# service id -> "module:factory"
+SERVICES: dict[str, str] = {}
+
+
+def job_ids() -> tuple[str, ...]:
+    """The ids of every implemented job."""
+    return tuple(JOBS)
+
+
+def job_function(job_id: str) -> Callable[[Any], Any]:
+    """Import a job's module and return its run(ctx); raises UnknownJobError."""
+    try:
+        module_name = JOBS[job_id][0]
+    except KeyError:
+        raise UnknownJobError(f"unknown job {job_id!r}; jobs: {', '.join(JOBS)}") from None
+    run: Callable[[Any], Any] = importlib.import_module(module_name).run
+    return run
+
+
+def service_factory(service_id: str) -> Callable[..., Any]:
+    """Import a service's factory function."""
+    module_name, _, attr = SERVICES[service_id].partition(":")
+    factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    return factory
