@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailopsd.config.common import opt
+from mailopsd.config.schema_firewall import FirewallConfig
 from mailopsd.config.types import AbsPath
 
 
@@ -14,3 +15,4 @@ class BlockerConfig:
 
     enabled: bool = opt(True, doc="run the blocker service in the daemon")
     mainlog: AbsPath = opt(AbsPath("/var/log/exim4/mainlog"))
+    firewall: FirewallConfig = opt(factory=FirewallConfig)

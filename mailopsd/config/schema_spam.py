@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailopsd.config.common import JobSettings, cron, opt
-from mailopsd.config.types import Duration
+from mailopsd.config.types import AbsPath, Duration
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,15 @@ class SpamAssassinConfig:
     """[spamassassin]: whose Bayes database spamd really reads."""
 
     bayes_owner: str = opt("Debian-exim", doc="the user spamc runs as in Exim's transport")
+    bayes_path: str = opt("", doc="sa-learn --dbpath prefix; empty = the owner's "
+                                  "~/.spamassassin/bayes")
+    rules_owner: str = opt("debian-spamd", doc="sa-update runs as this user")
+    update_dir: AbsPath = opt(AbsPath("/var/lib/spamassassin"),
+                              doc="sa-update --updatedir (the rules spamd loads)")
+    gpg_homedir: AbsPath = opt(AbsPath("/var/lib/spamassassin/sa-update-keys"))
+    spamd_pidfile: AbsPath = opt(AbsPath("/run/spamd.pid"))
+    spamd_units: tuple[str, ...] = opt(("spamd.service", "spamassassin.service"),
+                                       doc="the first unit that exists is reloaded")
 
 
 @dataclass(frozen=True)
