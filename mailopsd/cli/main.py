@@ -54,11 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    from mailopsd.errors import ConfigError, JobBusyError, MailopsError
+    from mailopsd.errors import ConfigError, JobBusyError, MailopsError, UnknownJobError
 
     try:
         return int(handler(args))
-    except ConfigError as exc:
+    except (ConfigError, UnknownJobError) as exc:
         print(f"mailopsd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except JobBusyError as exc:
