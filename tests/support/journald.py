@@ -45,8 +45,8 @@ class Journald:
         rows: list[dict[str, Any]] = []
         while True:
             out = subprocess.run(
-                ["nsenter", "-t", str(self.pid), "-m", "journalctl", "--no-pager", "--all", "-o", "json",
-                 *matches], capture_output=True, timeout=10, check=False).stdout
+                ["nsenter", "-t", str(self.pid), "-m", "journalctl", "--no-pager", "--all",
+                 "-o", "json", *matches], capture_output=True, timeout=10, check=False).stdout
             rows = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
             if len(rows) >= want or time.monotonic() > deadline:
                 return rows
