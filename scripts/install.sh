@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install everything mailopsd and its tests need on Debian 12, idempotently (run as root):
+# the Debian packages (without starting their services), a venv at ./.venv built from Debian's
+# Python (so that test users can execute it too), and mailopsd with its test extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  exim4-daemon-heavy dovecot-imapd spamassassin spamd spamc sa-compile gnupg
+  iptables nftables iproute2 systemd util-linux procps
+  fail2ban time
+  python3 python3-venv python3-dev gcc
+)
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install.sh: run as root (it installs Debian packages)" >&2
+  exit 2
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install.sh: installing Debian packages: ${missing[*]}"
+  # Keep package services (exim4 on port 25, spamd, dovecot, fail2ban) from starting: the
+  # tests and the demo run private instances. Only our own policy-rc.d is removed afterwards.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  trap '[ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's python, not a per-user one: mailbox users run `mailopsd post-email` from .forward.
+PY=/usr/bin/python3
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then
+  rm -rf .venv
+  "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/mailopsd --version
