@@ -60,22 +60,41 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             banned_at REAL NOT NULL,
             expires REAL,                   -- NULL = permanent
             times_banned INTEGER NOT NULL DEFAULT 1,
-            active INTEGER NOT NULL DEFAULT 1
+            active INTEGER NOT NULL DEFAULT 1,
+            source TEXT NOT NULL DEFAULT 'daemon',  -- daemon | cli
+            lifted_at REAL,                 -- when the last ban ended (active = 0)
+            lifted_by TEXT                  -- expired | cli | flush
         );
         CREATE INDEX bans_by_expiry ON bans (active, expires);
-    """),
-    (4, "pending copy-to-Sent work", """
-        CREATE TABLE sent_recipients (
-            exim_id TEXT PRIMARY KEY,
-            sender TEXT NOT NULL,
-            recipients TEXT NOT NULL,       -- the raw $recipients list as logged
-            seen REAL NOT NULL
+        CREATE TABLE ban_changes (          -- what `mailopsd bans` did, for the daemon to follow
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            pid INTEGER NOT NULL,
+            action TEXT NOT NULL,           -- ban | unban | flush
+            ip TEXT NOT NULL DEFAULT '',
+            expires REAL
         );
+    """),
+    (4, "copy-to-Sent recipients and pending copies", """
+        CREATE TABLE sent_recipients (
+            exim_id TEXT PRIMARY KEY,       -- Exim's message id (the filter's $message_exim_id)
+            sender TEXT NOT NULL,           -- $sender_address as logged
+            recipients TEXT NOT NULL,       -- $recipients as logged (decoded)
+            count INTEGER NOT NULL,         -- $recipients_count
+            logged REAL NOT NULL,           -- when mailopsd read the line
+            fixed REAL,                     -- when its Sent copy was fixed (NULL: not yet)
+            user TEXT                       -- whose Sent copy was fixed
+        );
+        CREATE INDEX sent_recipients_by_logged ON sent_recipients (logged);
         CREATE TABLE sent_pending (
-            path TEXT PRIMARY KEY,          -- a Sent copy waiting for its recipients
             user TEXT NOT NULL,
+            base TEXT NOT NULL,             -- Maildir base name of a copy awaiting recipients
+            sub TEXT NOT NULL,              -- new | cur, where it was last seen
+            name TEXT NOT NULL,             -- its full file name when last seen
             exim_id TEXT NOT NULL,
-            seen REAL NOT NULL
+            first_seen REAL NOT NULL,
+            warned INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (user, base)
         );
         CREATE INDEX sent_pending_by_id ON sent_pending (exim_id);
     """),
@@ -236,6 +255,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def split_sql(script: str) -> list[str]:
+    """Split a script into statements the way SQLite parses them (``;`` in comments is fine).
+
+    executescript() would COMMIT the migration's surrounding transaction, so statements are run
+    one by one inside it instead.
+    """
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+            part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()):
+        statements.append(buffer.strip())
+    return statements
+
+
 def migrate(conn: sqlite3.Connection, path: str = "") -> int:
     """Bring the schema up to SCHEMA_VERSION; returns the version found before.
 
@@ -249,9 +287,8 @@ def migrate(conn: sqlite3.Connection, path: str = "") -> int:
                              f"mailopsd ({SCHEMA_VERSION}); refusing to touch it")
         for number, _purpose, sql in MIGRATIONS:
             if number > version:
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in split_sql(sql):
+                    conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
         conn.execute("COMMIT")
     except BaseException:
