@@ -66,6 +66,8 @@ class BinariesConfig:
     iptables_legacy: AbsPath = opt(AbsPath("/usr/sbin/iptables-legacy"))
     ip6tables_legacy: AbsPath = opt(AbsPath("/usr/sbin/ip6tables-legacy"))
     doveadm: AbsPath = opt(AbsPath("/usr/bin/doveadm"))
+    python3: AbsPath = opt(AbsPath("/usr/bin/python3"),
+                           doc="runs small file steps as another user (sa-update snapshot)")
 
 
 @dataclass(frozen=True)
