@@ -1,7 +1,8 @@
 """housekeeping: keep the state database small and tidy (no seed script did this).
 
-Prunes job history older than ``daemon.history_days``, marks runs whose process died as
-interrupted, checkpoints SQLite's write-ahead log and lets SQLite refresh its query statistics.
+Prunes job history and lifted bans older than ``daemon.history_days`` (a lifted ban is kept that
+long so a repeat offender's next ban still grows), marks runs whose process died as interrupted,
+checkpoints SQLite's write-ahead log and lets SQLite refresh its query statistics.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ def run(ctx: JobContext) -> JobResult:
         finally:
             conn.close()
         return JobResult(counts={"history_pruned": runs, "dry_run": True})
+    from mailopsd.blocker.store import BanStore
+
     runs = ctx.state.prune_history(cutoff)
+    bans = BanStore(ctx.state, source="housekeeping").prune(cutoff)
     interrupted = ctx.state.interrupt_stale_runs()
     ctx.check_cancel()
     conn = ctx.state.connect()
@@ -33,5 +37,6 @@ def run(ctx: JobContext) -> JobResult:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     finally:
         conn.close()
-    return JobResult(counts={"history_pruned": runs, "interrupted": interrupted,
+    return JobResult(counts={"history_pruned": runs, "bans_pruned": bans,
+                             "interrupted": interrupted,
                              "db_bytes": pages * page_size})
