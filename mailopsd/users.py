@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pwd
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,3 +51,58 @@ def mailbox_accounts(users: tuple[str, ...], min_uid: int, max_uid: int,
         if min_uid <= pw.pw_uid <= max_uid:
             seen.add(pw.pw_name)
             yield Account(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """A user's Maildir: the account and the Maildir's path relative to its home."""
+
+    account: Account
+    maildir: str
+
+    @property
+    def path(self) -> str:
+        """The Maildir's absolute path (for messages; open it with mailopsd.maildir)."""
+        return os.path.join(self.account.home, self.maildir)
+
+
+def find_mailboxes(users: tuple[str, ...], min_uid: int, max_uid: int,
+                   exclude: tuple[str, ...], maildir: str
+                   ) -> tuple[list[Mailbox], list[tuple[str, str]]]:
+    """Every mailbox to look after, read afresh from passwd: ([Mailbox], [(user, problem)]).
+
+    The explicit ``users`` list wins over the uid range (as in mailbox_accounts). A user whose
+    Maildir does not exist is left out: silently for range users (system accounts), as a
+    problem for listed ones; unknown listed names and root are problems. One mailbox per
+    (uid, home) even if passwd has aliases. Root only lstat()s the Maildir path here (nothing
+    read, the last component not followed); opening it is the as-user worker's job.
+    """
+    found: list[Mailbox] = []
+    problems: list[tuple[str, str]] = []
+    names = users or tuple(a.name for a in mailbox_accounts((), min_uid, max_uid, exclude))
+    seen: set[tuple[int, str]] = set()
+    for name in names:
+        if name in exclude:
+            continue
+        try:
+            acct = Account.lookup(name)
+        except MailopsError as exc:
+            problems.append((name, str(exc)))
+            continue
+        if acct.uid == 0:
+            problems.append((name, "root's mail is never touched"))
+            continue
+        if (acct.uid, acct.home) in seen:
+            continue
+        seen.add((acct.uid, acct.home))
+        box = Mailbox(acct, maildir)
+        try:
+            os.lstat(box.path)
+        except FileNotFoundError:
+            if users:
+                problems.append((name, f"no Maildir at {box.path}"))
+            continue
+        except OSError:
+            pass  # e.g. a root-squashed NFS home: let the worker (as the user) decide
+        found.append(box)
+    return found, problems
