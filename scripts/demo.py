@@ -20,7 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from scripts.demo_areas import demo_blocker, demo_learn_spam  # noqa: E402
 from tests.support.daemon import MAILOPSD, MailopsdProcess, write_config  # noqa: E402
+
+STEPS = {"core": None, "blocker": demo_blocker, "learn-spam": demo_learn_spam}
 
 
 def banner(text: str) -> None:
@@ -67,12 +70,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="keep the sandbox directory")
+    parser.add_argument("--only", choices=tuple(STEPS), action="append",
+                        help="run only these steps (repeatable); default: all")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mailopsd-demo-", dir="/var/tmp"))
     root.chmod(0o755)
     start = time.monotonic()
     try:
-        demo_core(root)
+        for name, step in STEPS.items():
+            if args.only and name not in args.only:
+                continue
+            if step is None:
+                demo_core(root)
+            else:
+                step(root)
     finally:
         if args.keep:
             print(f"\nsandbox kept: {root}")
