@@ -20,10 +20,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from scripts.demo_areas import demo_blocker, demo_learn_spam  # noqa: E402
+from scripts.demo_areas import demo_blocker, demo_learn_spam, demo_sent  # noqa: E402
 from tests.support.daemon import MAILOPSD, MailopsdProcess, write_config  # noqa: E402
 
-STEPS = {"core": None, "blocker": demo_blocker, "learn-spam": demo_learn_spam}
+STEPS = {"core": None, "blocker": demo_blocker, "learn-spam": demo_learn_spam,
+         "sent": demo_sent}
 
 
 def banner(text: str) -> None:

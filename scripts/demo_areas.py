@@ -110,3 +110,51 @@ def demo_learn_spam(root: Path) -> None:
         mailopsd(config, "bayes", "backup")
         mailopsd(config, "bayes", "list", events=False)
         time.sleep(0)
+
+
+def demo_sent(root: Path) -> None:
+    """A message sent with Bcc: its server-made Sent copy before and after mailopsd's fixup."""
+    import re
+    import smtplib
+
+    from tests.support.smtp import SmtpSink
+
+    banner("copy-to-Sent: the server files a copy in Sent; mailopsd adds Bcc: and marks it read")
+    etc = Path(__file__).resolve().parents[1] / "etc" / "exim4"
+    filt = (etc / "copy-to-sent.filter").read_text().replace(
+        "/var/log/exim4/sent-recipients", "@ROOT@/log/sent-recipients")
+    sent_root = root / "sent"
+    sent_root.mkdir()
+    with TestUser(sent_root, prefix="mos") as alice, SmtpSink() as sink, \
+            PrivateExim(sent_root, system_filter=filt,
+                        extra_transports=(etc / "transport-copy-to-sent.conf").read_text(),
+                        variant="system_filter_directory_transport = mailopsd_copy_to_sent",
+                        auth_users={alice.name: "secret"}, sink_port=sink.port) as exim:
+        config = write_config(sent_root, logging={"target": "console", "level": "info"},
+                              sent={"enabled": True, "users": [alice.name],
+                                    "recipients_log": str(sent_root / "log" / "sent-recipients")})
+        head = (f"From: {alice.address}\r\nTo: bob@remote.test\r\nCc: carol@remote.test\r\n"
+                "Subject: quarterly figures\r\n\r\nThe figures are attached.\r\n")
+        print(f"{alice.name} sends To: bob, Cc: carol, Bcc: dave and \"doe, john\" "
+              "(the client strips the Bcc: header, as MUAs do)")
+        mark = exim.mark()
+        with smtplib.SMTP("127.0.0.1", exim.port, timeout=60) as smtp:
+            smtp.login(alice.name, "secret")
+            smtp.sendmail(alice.address, ["bob@remote.test", "carol@remote.test",
+                                          "dave@remote.test", '"doe, john"@remote.test'],
+                          head.encode())
+        exim_id = exim.wait_for_log(rf"^\S+ \S+ (\S+) <= {re.escape(alice.address)} ",
+                                    since=mark).group(1)
+        exim.wait_for_log(rf"{exim_id} => \S+/\.Sent <system-filter>", since=mark, timeout=30)
+        sent = alice.maildir / ".Sent"
+        before = next((sent / "new").iterdir())
+        print(f"before: .Sent/new/{before.name}")
+        for line in before.read_text(errors="replace").splitlines():
+            if line.split(":", 1)[0] in ("To", "Cc", "Bcc", "Subject"):
+                print(f"    {line}")
+        mailopsd(config, "sent-fixup", "--user", alice.name)
+        after = next((sent / "cur").iterdir())
+        print(f"after:  .Sent/cur/{after.name}   (':2,S' = read)")
+        for line in after.read_text(errors="replace").splitlines():
+            if line.split(":", 1)[0] in ("To", "Cc", "Bcc", "Subject"):
+                print(f"    {line}")
