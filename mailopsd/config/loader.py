@@ -132,7 +132,10 @@ class _Builder:
                 if conv is not _MISSING:
                     out[k] = conv
             return _MISSING if len(out) != len(value) else types.MappingProxyType(out)
-        if tp in (Duration, AbsPath, Network):
+        # Duration, AbsPath, Network and any other value class with a `parse` classmethod
+        # (e.g. schema_blocker.BanTime) convert themselves and raise ValueError.
+        if tp in (Duration, AbsPath, Network) or (isinstance(tp, type)
+                                                  and callable(getattr(tp, "parse", None))):
             try:
                 return tp.parse(value)
             except ValueError as exc:

@@ -1,0 +1,341 @@
+"""Exim mainlog lines -> Match(rule, ip, when): the blocker's parser.
+
+Lines are hostile (HELO names, addresses, commands and subjects are chosen by the client), so:
+- a cheap substring prefilter runs before any regex; most traffic lines never reach a regex;
+- every pattern is anchored at the start of the message text, and the client address is taken
+  only from the position Exim prints it in (the bracket that ends the host field), never from
+  text the client controls; ambiguous lines produce no match (no match = no ban);
+- an address that does not parse as IPv4/IPv6 produces no match.
+The timestamp is the line's own (``YYYY-MM-DD HH:MM:SS[.mmm][ +ZZZZ][ [pid]]``, local time when
+no zone is logged), so replays count exactly like live lines.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import ipaddress
+import re
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mailopsd.blocker.rules import AUTHENTICATED, RuleSpec
+
+
+@dataclass(frozen=True)
+class Match:
+    """One piece of evidence: which rule matched which client, at the line's own time."""
+
+    rule: str  # e.g. "no-rdns", or AUTHENTICATED for a successful AUTH
+    ip: str  # normalised address, or "net/64" when IPv6 aggregation is on
+    when: float  # epoch seconds from the log line's timestamp
+
+
+# Literal substrings: a line containing none of them cannot match a built-in rule.
+BUILTIN_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "no-rdns": ("no host name found for IP address ", "no IP address found for host "),
+    "auth-failed": (" authenticator failed for ",),
+    "relay-denied": ("relay not permitted",),
+    "sync-error": ("synchronization error",),
+    "nonmail": ("dropped: too many ",),
+    AUTHENTICATED: (" A=",),
+}
+
+# Exim message ids: 1xVyPz-0004vj-3B (4.96), 1xVyPz-00000004vj-3Bcd (4.97+): 6 base-62 chars,
+# then two more parts whose lengths changed between versions
+_EXIM_ID = r"[0-9A-Za-z]{6}-[0-9A-Za-z]{4,}-[0-9A-Za-z]{2,}"
+_PREFIX = re.compile(
+    r"(\d{4}-\d\d-\d\d \d\d:\d\d):(\d\d)(?:\.(\d{1,6}))?(?: ([+-])(\d\d)(\d\d))?"
+    r"(?: \[\d+(?::\d+)?\])?"  # +pid
+    r" (?:" + _EXIM_ID + r" )?",
+    re.ASCII)
+# The host field as Exim prints it: [name ][(helo) ][ip][:port]. HELO names cannot hold spaces
+# (Exim refuses them), so a fake "[ip]" inside a HELO never sits where the real one does.
+_HOST = (r"(?:[^\s()\[\]]+ )?(?:\(\S*\) )?\[(?P<ip>[^\]\s]+)\](?::\d+)?"
+         r"(?: I=\[[^\]\s]*\](?::\d+)?)?")
+_NO_IP = re.compile(r"(?a)no IP address found for host \S+ \(during SMTP connection from "
+                    r"\[(?P<ip>[^\]\s]+)\](?::\d+)?\)\s*$")
+_AUTH_FAILED = re.compile(r"(?a)[\w-]+ authenticator failed for " + _HOST + r": 535 ")
+_RELAY = re.compile(r"(?a)H=" + _HOST + r" ")
+_SYNC_CONN = re.compile(r"(?a)SMTP protocol synchronization error \([^)]*\): rejected connection "
+                        r"from H=" + _HOST + r" input=")
+_SYNC_CMD = re.compile(r"(?a)SMTP protocol synchronization error \([^)]*\): rejected \".*\" "
+                       r"H=" + _HOST + r" next input=")
+_NONMAIL = re.compile(r"(?a)SMTP call from " + _HOST + r" dropped: too many (?:nonmail commands|"
+                      r"unrecognized commands|syntax or protocol errors)")
+_ARRIVAL = re.compile(r"(?a)<= [^\s\"]+ H=" + _HOST + r" ")
+_A_FIELD = re.compile(r"(?a) A=[\w-]+:")
+
+
+def normalise_ip(text: str) -> str | None:
+    """The canonical text of an IPv4/IPv6 address (v4-mapped IPv6 -> IPv4), None if invalid."""
+    if not text or len(text) > 45:  # checked before the cache: it must not keep junk
+        return None
+    return _normalise(text)
+
+
+@functools.lru_cache(maxsize=4096)  # repeat offenders and logins; one-off scanners miss it
+def _normalise(text: str) -> str | None:
+    if "%" in text:
+        return None
+    if ":" not in text:
+        # inet_pton takes only the strict dotted quad, whose text is already canonical
+        try:
+            socket.inet_pton(socket.AF_INET, text)
+        except (OSError, ValueError):  # ValueError: an embedded NUL
+            return None
+        return None if text == "0.0.0.0" else text
+    try:
+        addr = ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    if addr.ipv4_mapped is not None:
+        return _normalise(str(addr.ipv4_mapped))
+    return None if addr.is_unspecified else str(addr)
+
+
+@functools.lru_cache(maxsize=4096)
+def aggregate_ip(ip: str) -> str:
+    """IPv6 addresses -> their /64 network ("2001:db8:1:2::/64"); IPv4 unchanged."""
+    if ":" not in ip:
+        return ip
+    net = int(ipaddress.IPv6Address(ip)) >> 64 << 64
+    return f"{ipaddress.IPv6Address(net)}/64"
+
+
+_MINUTES: dict[tuple[str, str | None], float | None] = {}
+_MINUTE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d", re.ASCII)
+
+
+def _minute_epoch(minute: str, zone: str | None) -> float | None:
+    """Epoch of "YYYY-MM-DD HH:MM" (local time, or UTC + zone "+HHMM"); None if invalid."""
+    key = (minute, zone)
+    try:
+        return _MINUTES[key]
+    except KeyError:
+        pass
+    value = None if _MINUTE.fullmatch(minute) is None else _convert_minute(minute, zone)
+    if len(_MINUTES) > 20000:  # hostile lines could invent minutes: keep the caches bounded
+        _MINUTES.clear()
+        _LOCAL.clear()
+    _MINUTES[key] = value
+    return value
+
+
+def _convert_minute(minute: str, zone: str | None) -> float | None:
+    try:
+        y, mo, d = int(minute[0:4]), int(minute[5:7]), int(minute[8:10])
+        h, mi = int(minute[11:13]), int(minute[14:16])
+        datetime.date(y, mo, d)  # ValueError for 2026-02-30 and friends
+        if not (h < 24 and mi < 60 and y >= 1970):
+            value = None
+        elif zone is None:
+            value = time.mktime((y, mo, d, h, mi, 0, 0, 0, -1))
+        else:
+            offset = (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60) * (-1 if zone[0] == "-" else 1)
+            utc = datetime.datetime(y, mo, d, h, mi, tzinfo=datetime.UTC)
+            value = utc.timestamp() - offset
+    except (ValueError, OverflowError):
+        value = None
+    return value
+
+
+_SLOW = frozenset("+-[")  # ms, zone or pid after the seconds: the regex path
+_LOCAL: dict[str, float | None] = {}  # cache of _minute_epoch(minute, None), bounded below
+_ID = re.compile(_EXIM_ID + " ", re.ASCII)
+
+
+def line_time(line: str) -> tuple[float, int] | None:
+    """(epoch seconds, index where the message text starts) of a mainlog line, or None."""
+    if line[19:20] == " " and line[16:17] == ":" and line[20:21] not in _SLOW:
+        # Debian's default "YYYY-MM-DD HH:MM:SS text": no regex, the minute is cached
+        try:
+            base = _LOCAL[line[:16]]
+        except KeyError:
+            base = _LOCAL[line[:16]] = _minute_epoch(line[:16], None)
+        sec = line[17:19]
+        if base is None or not sec.isdigit() or not sec.isascii() or sec > "60":
+            return None
+        if line[26:27] == "-":  # maybe an Exim message id
+            m = _ID.match(line, 20)
+            if m is not None:
+                return base + int(sec), m.end()
+        return base + int(sec), 20
+    return _line_time_slow(line)
+
+
+def _line_time_slow(line: str) -> tuple[float, int] | None:
+    m = _PREFIX.match(line)
+    if m is None:
+        return None
+    sign = m.group(4)
+    base = _minute_epoch(m.group(1), None if sign is None else sign + m.group(5) + m.group(6))
+    sec = int(m.group(2))
+    if base is None or sec > 60:
+        return None
+    frac = m.group(3)
+    when = base + sec + (int(frac) / 10 ** len(frac) if frac else 0.0)
+    return when, m.end()
+
+
+NO_RDNS_KEY = b"no host name found for IP address "
+
+
+def fast_no_rdns(body: bytes, s: int, i: int, e: int) -> tuple[str, str, float] | None:
+    """scan-log's shortcut for the commonest abusive line, ``YYYY-MM-DD HH:MM:SS no host name
+    found for IP address X``: the line is ``body[s:e]``, the keyword at ``i``. Returns
+    (rule, address, when), or None to let ``LineParser.fields`` decide; where it answers, it
+    answers exactly as ``fields`` would (the unit tests compare both on fuzzed logs)."""
+    if i != s + 20 or body[s + 19] != 32 or body[s + 16] != 58:
+        return None
+    try:
+        ip = normalise_ip(body[i + 34:e].decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+    if ip is None:
+        return None
+    when = _fast_when(body, s)
+    return None if when is None else ("no-rdns", ip, when)
+
+
+def _fast_when(body: bytes, s: int) -> float | None:
+    """line_time's fast path on bytes: "YYYY-MM-DD HH:MM:SS " at s (the caller checked 16/19)."""
+    try:
+        minute = body[s:s + 16].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    base = _LOCAL.get(minute, -1.0)
+    if base == -1.0:
+        base = _LOCAL[minute] = _minute_epoch(minute, None)
+    sec = body[s + 17:s + 19]
+    if base is None or not sec.isdigit() or sec > b"60":
+        return None
+    return base + int(sec)
+
+
+class LineParser:
+    """Parses mainlog lines for the enabled rules (built-in and custom)."""
+
+    def __init__(self, specs: Mapping[str, RuleSpec], *, ipv6_aggregate: bool = False) -> None:
+        self.enabled = {n for n, s in specs.items() if s.enabled}
+        self.custom = [s for s in specs.values() if s.enabled and s.regex is not None]
+        self.ipv6_aggregate = ipv6_aggregate
+        # scan-log may use fast_no_rdns() (it does not aggregate)
+        self.shortcuts = "no-rdns" in self.enabled and not ipv6_aggregate
+        kws: dict[str, str] = {}
+        for rule, words in BUILTIN_KEYWORDS.items():
+            wanted = rule in self.enabled or (rule == AUTHENTICATED and "no-rdns" in self.enabled)
+            for w in words if wanted else ():
+                kws[w] = rule
+        for s in self.custom:
+            if s.prefilter:
+                kws.setdefault(s.prefilter, s.name)
+        # keyword -> the rule it hints at (for scan-log's "unmatched" counts)
+        self.keyword_rules: dict[str, str] = kws
+        # a custom rule without a prefilter must see every line
+        self.keywords: tuple[str, ...] | None = (
+            None if any(not s.prefilter for s in self.custom) else tuple(kws))
+
+    def parse(self, line: str) -> Match | None:
+        """The match of one line (at most one), or None. Never raises on any input."""
+        return self.examine(line)[1]
+
+    def examine(self, line: str, prefiltered: bool = False) -> tuple[str | None, Match | None]:
+        """(rule hinted by the prefilter, match): a hint without a match is a near miss.
+
+        ``prefiltered``: the caller already knows the line holds a keyword (scan-log).
+        """
+        rule, ip, when = self.fields(line, prefiltered)
+        return rule, (None if ip is None or rule is None else Match(rule, ip, when))
+
+    def fields(self, line: str, prefiltered: bool = False) -> tuple[str | None, str | None, float]:
+        """``examine`` without building a Match: (rule or hint, ip or None, when)."""
+        kws = self.keywords
+        if kws is not None and not prefiltered:
+            for k in kws:
+                if k in line:
+                    break
+            else:
+                return None, None, 0.0
+        parsed = line_time(line)
+        if parsed is None:
+            return self._hint(line), None, 0.0
+        when, start = parsed
+        found = self._builtin(line, start)
+        if found is None and self.custom:
+            msg = line[start:]  # a user's "^" must anchor at the message
+            for spec in self.custom:
+                if spec.prefilter and spec.prefilter not in msg:
+                    continue
+                m = spec.regex.search(msg) if spec.regex is not None else None
+                if m is not None:
+                    found = (spec.name, m.group("ip") or "")
+                    break
+        if found is None:
+            return self._hint(line), None, when
+        rule, raw = found
+        ip = normalise_ip(raw)
+        if ip is None:
+            ip = normalise_ip(raw.strip("[]")) if raw[:1] == "[" else None
+            if ip is None:
+                return rule, None, when
+        if self.ipv6_aggregate:
+            ip = aggregate_ip(ip)
+        return rule, ip, when
+
+    def _hint(self, line: str) -> str | None:
+        for k, rule in self.keyword_rules.items():
+            if k in line:
+                return rule
+        return None
+
+    def _builtin(self, line: str, p: int) -> tuple[str, str] | None:
+        """(rule, raw address) if ``line``'s message (from index p) is a built-in rule's."""
+        # positions instead of slicing the message out: this runs for every candidate line
+        on = self.enabled
+        m: re.Match[str] | None
+        c = line[p:p + 1]
+        if c == "n" and "no-rdns" in on:
+            if line.startswith("no host name found for IP address ", p):
+                raw = line[p + 34:].rstrip()
+                return None if " " in raw else ("no-rdns", raw)
+            if line.startswith("no IP address found for host ", p):
+                m = _NO_IP.match(line, p)
+                return ("no-rdns", m.group("ip")) if m else None
+            return None
+        if c == "S":
+            if line.startswith("SMTP call from ", p) and "nonmail" in on:
+                m = _NONMAIL.match(line, p)
+                return ("nonmail", m.group("ip")) if m else None
+            if line.startswith("SMTP protocol synchronization error (", p) and "sync-error" in on:
+                m = _SYNC_CONN.match(line, p)
+                if m is None and line.count(" H=", p) == 1:
+                    # the rejected command and the input are the client's text: a second
+                    # " H=" could be forged, so only an unambiguous line is trusted
+                    m = _SYNC_CMD.match(line, p)
+                return ("sync-error", m.group("ip")) if m else None
+            return None
+        if c == "H":
+            if "relay-denied" in on:
+                # string tests, not ".*" regexes: no backtracking on a hostile 8 KiB line
+                m = _RELAY.match(line, p)
+                if (m is not None and line.rstrip().endswith(": relay not permitted")
+                        and line.find(" rejected RCPT ", m.end() - 1) > 0):
+                    return "relay-denied", m.group("ip")
+            return None
+        if c == "<":
+            if "no-rdns" in on and line.startswith("<= ", p):
+                m = _ARRIVAL.match(line, p)
+                if m is not None:
+                    # A= sits between the host field and S=; later fields (id=, T=) are the
+                    # client's text
+                    end = line.find(" S=", m.end() - 1)
+                    if end > 0 and _A_FIELD.search(line, m.end() - 1, end + 1):
+                        return AUTHENTICATED, m.group("ip")
+            return None
+        if "auth-failed" in on and line.find(" authenticator failed for ", p, p + 80) >= 0:
+            m = _AUTH_FAILED.match(line, p)
+            return ("auth-failed", m.group("ip")) if m else None
+        return None

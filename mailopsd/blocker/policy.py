@@ -1,0 +1,265 @@
+"""The ban policy: matches counted per rule and IP on the log's own clock -> ban decisions.
+
+fail2ban's vocabulary: ``maxretry`` matches within ``findtime`` ban for ``bantime``; repeat
+offenders get ``bantime * bantime_factor ** previous_bans`` (capped by ``bantime_max``, or
+permanent from the ``permanent_after``-th ban). Counting uses each line's own timestamp, so a
+replay after a restart or a scan of an old log decides exactly like the live run did.
+
+Memory stays bounded: per rule and IP only the last ``maxretry`` timestamps are kept, and every
+so often counters whose newest hit left the window are dropped (amortised O(1) per match).
+Not thread-safe: the caller serialises (the blocker service holds one lock).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mailopsd.blocker.parse import LineParser, Match, line_time
+from mailopsd.blocker.rules import AUTHENTICATED, RuleSpec, rule_specs
+from mailopsd.config.types import format_duration
+
+if TYPE_CHECKING:
+    from mailopsd.blocker.ignore import IgnoreList
+    from mailopsd.config.schema_blocker import BlockerConfig
+
+PRUNE_MIN = 20000  # matches between two sweeps at least
+_NEVER = -math.inf
+
+
+@dataclass(frozen=True)
+class BanDecision:
+    """The policy's verdict: ban ``ip`` for ``duration`` seconds (None = permanent)."""
+
+    ip: str
+    rule: str
+    count: int
+    duration: float | None
+    reason: str
+    first_seen: float  # log time of the first counted match
+    last_seen: float  # log time of the match that crossed the threshold
+
+    def expired(self, now: float) -> bool:
+        """True if the ban would already be over at ``now`` (a replay of old lines)."""
+        return self.duration is not None and self.last_seen + self.duration <= now
+
+
+class BanPolicy:
+    """Counts matches and decides bans; see the module docstring."""
+
+    def __init__(self, config: BlockerConfig, ignore: IgnoreList, *,
+                 previous_bans: Callable[[str], int] = lambda ip: 0) -> None:
+        self.config = config
+        self.ignore = ignore
+        self.previous_bans = previous_bans
+        self.specs: dict[str, RuleSpec] = rule_specs(config)
+        self.parser = LineParser(self.specs, ipv6_aggregate=config.ipv6_aggregate)
+        self.rules: dict[str, RuleSpec] = {n: s for n, s in self.specs.items() if s.enabled}
+        # rule -> ip -> the newest hits (at most maxretry), or one bare float for a single hit
+        self._hits: dict[str, dict[str, float | list[float]]] = {n: {} for n in self.rules}
+        self._banned: dict[str, float | None] = {}  # ip -> until (None = permanent)
+        self._auth: dict[str, float] = {}  # ip -> newest successful AUTH (log time)
+        # logins matter only to no-rdns, and only with an exemption time
+        self._exempting = config.auth_exempt > 0 and "no-rdns" in self.rules
+        self._times: dict[str, int] = {}  # bans decided by this policy per ip
+        self._newest = 0.0
+        self._since_prune = 0
+        self._prune_at = PRUNE_MIN
+        # statistics for scan-log and the silent-rule warning
+        self.lines = 0
+        self.matches: dict[str, int] = dict.fromkeys([*self.specs, AUTHENTICATED], 0)
+        self.ignored: dict[str, int] = dict.fromkeys(self.specs, 0)  # bans the ignore list stopped
+        self.unmatched: dict[str, int] = dict.fromkeys([*self.specs, AUTHENTICATED], 0)
+        self.exempted = 0
+        self._first_line: str | None = None
+        self._last_line: str | None = None
+        self._last_match: dict[str, float] = {}
+
+    # -- input --------------------------------------------------------------------------------
+    def feed_line(self, line: str) -> BanDecision | None:
+        """Parse one log line and count it; returns a decision when it crosses a threshold."""
+        self.lines += 1
+        return self.feed_candidate(line)
+
+    def feed_candidate(self, line: str, prefiltered: bool = False) -> BanDecision | None:
+        """``feed_line`` without counting the line in ``lines`` (scan-log counts in bulk and
+        passes ``prefiltered`` for lines it found by keyword)."""
+        if self._first_line is None:
+            self._first_line = line
+        self._last_line = line
+        rule, ip, when = self.parser.fields(line, prefiltered)
+        if ip is None:
+            if rule is not None:
+                self.unmatched[rule] = self.unmatched.get(rule, 0) + 1
+            return None
+        return self.count(rule, ip, when)  # type: ignore[arg-type]
+
+    def feed_match(self, m: Match) -> BanDecision | None:
+        """Count one match; returns a decision once per ban (never for an ignored address)."""
+        return self.count(m.rule, m.ip, m.when)
+
+    def count(self, rule: str, ip: str, when: float) -> BanDecision | None:
+        """``feed_match`` without a Match object (scan-log's inner loop)."""
+        if type(when) is not float:  # single hits are stored as bare floats
+            when = float(when)
+        if when > self._newest:
+            self._newest = when
+        matches = self.matches
+        matches[rule] = matches.get(rule, 0) + 1
+        last = self._last_match
+        if when > last.get(rule, _NEVER):
+            last[rule] = when
+        if rule == AUTHENTICATED:
+            if self._exempting:
+                if when > self._auth.get(ip, _NEVER):
+                    self._auth[ip] = when
+                # the no-rdns hits of this user's own earlier connections do not count either
+                self._hits["no-rdns"].pop(ip, None)
+            return None
+        spec = self.rules.get(rule)
+        if spec is None:
+            return None
+        if ip in self._banned:
+            until = self._banned[ip]
+            if until is None or when < until:
+                return None  # already banned: one decision per ban
+            del self._banned[ip]
+        if rule == "no-rdns":
+            t = self._auth.get(ip)
+            if t is not None and when - t <= self.config.auth_exempt:
+                self.exempted += 1
+                return None
+        table = self._hits[rule]
+        old = table.get(ip)
+        if old is None:
+            if spec.maxretry > 1:
+                # most addresses are seen once: a bare float, not a list (memory bound)
+                table[ip] = when
+                self._tick()
+                return None
+            hits = [when]
+        else:
+            if type(old) is float:
+                hits = [old, when] if when >= old else [when, old]
+                table[ip] = hits
+            else:
+                hits = old  # type: ignore[assignment]
+                if when >= hits[-1]:
+                    hits.append(when)
+                else:  # lines from several Exim processes can be slightly out of order
+                    bisect.insort(hits, when)
+            # the window is (newest - findtime, newest]: a hit exactly findtime old is out
+            lo = hits[-1] - spec.findtime
+            drop = bisect.bisect_right(hits, lo)
+            drop = max(drop, len(hits) - spec.maxretry)
+            if drop > 0:
+                del hits[:drop]
+        if len(hits) >= spec.maxretry:
+            # the ignore list is consulted only here, at the threshold: a scan meets tens of
+            # thousands of one-off addresses, and an ignored one must only never be banned
+            if self.ignore.contains(ip):
+                self.ignored[rule] = self.ignored.get(rule, 0) + 1
+                del table[ip]
+                return None
+            return self._decide(ip, spec, hits)
+        self._tick()
+        return None
+
+    def _tick(self) -> None:
+        self._since_prune += 1
+        if self._since_prune >= self._prune_at:
+            self.prune()
+
+    def _decide(self, ip: str, spec: RuleSpec, hits: list[float]) -> BanDecision:
+        try:
+            stored = int(self.previous_bans(ip))
+        except Exception as exc:  # the store is the caller's: a failure must not lose the ban
+            from mailopsd.logs import get_logger
+
+            get_logger("blocker").error("previous_bans_failed", ip=ip, error=repr(exc))
+            stored = 0
+        previous = max(stored, self._times.get(ip, 0))
+        duration = self.ban_duration(spec, previous)
+        for table in self._hits.values():
+            table.pop(ip, None)
+        self._times[ip] = previous + 1
+        self._banned[ip] = None if duration is None else hits[-1] + duration
+        reason = (f"{len(hits)} {spec.name} matches within {format_duration(spec.findtime)}"
+                  + (f"; ban #{previous + 1} of this address" if previous else ""))
+        return BanDecision(ip=ip, rule=spec.name, count=len(hits), duration=duration,
+                           reason=reason, first_seen=hits[0], last_seen=hits[-1])
+
+    def ban_duration(self, spec: RuleSpec, previous: int) -> float | None:
+        """The ban length for an IP banned ``previous`` times before (None = permanent)."""
+        cfg = self.config
+        if spec.bantime is None or (cfg.permanent_after and previous + 1 >= cfg.permanent_after):
+            return None
+        cap = max(spec.bantime, float(cfg.bantime_max))
+        factor = cfg.bantime_factor
+        if previous <= 0 or factor <= 1:
+            return spec.bantime
+        # compare logarithms: factor ** previous may overflow a float
+        if previous * math.log(factor) >= math.log(cap / spec.bantime):
+            return cap
+        return min(spec.bantime * factor ** previous, cap)
+
+    # -- what the enforcement side tells us ---------------------------------------------------
+    def forget(self, ip: str) -> None:
+        """Drop what is known about ``ip`` (after an unban or a manual removal)."""
+        self._banned.pop(ip, None)
+        for table in self._hits.values():
+            table.pop(ip, None)
+
+    def note_banned(self, ip: str, until: float | None) -> None:
+        """``ip`` is banned until ``until`` (None = permanent): do not decide it again."""
+        self._banned[ip] = until
+        for table in self._hits.values():
+            table.pop(ip, None)
+
+    # -- upkeep and reporting -----------------------------------------------------------------
+    def prune(self) -> int:
+        """Drop counters, exemptions and bans that ended before the newest log time seen."""
+        newest, dropped = self._newest, 0
+        for name, table in self._hits.items():
+            lo = newest - self.rules[name].findtime
+            old = [ip for ip, h in table.items()
+                   if (h if type(h) is float else h[-1]) <= lo]  # type: ignore[index]
+            for ip in old:
+                del table[ip]
+            dropped += len(old)
+        exempt = float(self.config.auth_exempt)
+        for ip in [ip for ip, t in self._auth.items() if newest - t > exempt]:
+            del self._auth[ip]
+        for ip in [ip for ip, u in self._banned.items() if u is not None and u <= newest]:
+            del self._banned[ip]
+        self._since_prune = 0
+        self._prune_at = max(PRUNE_MIN, sum(len(t) for t in self._hits.values()))
+        return dropped
+
+    def tracked(self) -> int:
+        """How many distinct addresses are being counted right now."""
+        keys: set[str] = set()
+        for table in self._hits.values():
+            keys.update(table)
+        return len(keys)
+
+    def stale_rules(self, now: float) -> list[str]:
+        """Enabled rules that matched nothing for ``silence_warning`` while lines kept coming.
+
+        "Lines kept coming" means the newest line read is itself within ``silence_warning`` of
+        ``now``. Times are the log's own. Returns every currently silent rule (a pure query:
+        the caller decides how often to warn); [] when silence_warning is 0.
+        """
+        silence = float(self.config.silence_warning)
+        if silence <= 0 or self._last_line is None or self._first_line is None:
+            return []
+        last = line_time(self._last_line)
+        first = line_time(self._first_line)
+        if last is None or now - last[0] >= silence:
+            return []
+        start = first[0] if first is not None else last[0]
+        return [name for name in self.rules
+                if now - max(self._last_match.get(name, -math.inf), start) >= silence]
