@@ -27,12 +27,10 @@ from mailopsd.maildir import (
     FolderMissing,
     Maildir,
     MessageRef,
-    open_exact,
-    rename_with_flags,
-    replace_streaming,
     split_info,
     valid_message_name,
 )
+from mailopsd.maildir_rewrite import open_exact, rename_with_flags, replace_streaming
 from mailopsd.sent.addresses import Address, bcc_addresses, parse_address_list
 from mailopsd.sent.message import Header, HeaderError, bcc_field, is_submission, read_header
 from mailopsd.sent.reclog import RecipientsLineError, parse_line

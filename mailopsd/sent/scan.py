@@ -10,10 +10,10 @@ from mailopsd.errors import UnsafePathError
 from mailopsd.maildir import (
     FolderMissing,
     MessageRef,
-    finish_batch,
     split_info,
     valid_message_name,
 )
+from mailopsd.maildir_rewrite import finish_batch
 from mailopsd.sent.fixer import FIXED, PENDING, SentFixer
 from mailopsd.users import Account
 
