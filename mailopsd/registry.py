@@ -14,29 +14,30 @@ from mailopsd.errors import UnknownJobError
 
 # job id -> (module, one-line summary, the seed script it replaces)
 JOBS: dict[str, tuple[str, str, str]] = {
+    "learn-spam": ("mailopsd.jobs.learn_spam",
+                   "train spamd's Bayes database from users' Spam / Not Spam folders",
+                   "learn-spam.pl"),
+    "sa-update": ("mailopsd.jobs.sa_update",
+                  "update SpamAssassin rules (GPG-verified), lint, reload spamd only if safe",
+                  "monthly `sa-update --nogpg` + `service spamassassin restart`"),
+    "bayes-backup": ("mailopsd.jobs.bayes_backup",
+                     "validated, checksummed backup of spamd's Bayes database, with retention",
+                     "manual `sa-learn --backup`"),
+    "bayes-stats": ("mailopsd.jobs.bayes_stats",
+                    "log the Bayes counts (nspam, nham, ntokens) and warn while Bayes is off",
+                    "the daily `sa-learn --dump magic` stats line"),
+    "make-forwards": ("mailopsd.jobs.make_forwards",
+                      "give mailbox users without a ~/.forward the spam-to-Trash Exim filter",
+                      "make-forwards.pl"),
     "housekeeping": ("mailopsd.jobs.housekeeping",
-                     "prune old job history and lapsed records from the state database", "-"),
+                     "prune old job history and lifted bans from the state database", "-"),
 }
-JOBS["make-forwards"] = ("mailopsd.jobs.make_forwards",
-                         "give mailbox users without a ~/.forward the spam-to-Trash Exim filter",
-                         "make-forwards.pl")
-JOBS["sa-update"] = ("mailopsd.jobs.sa_update",
-                     "update SpamAssassin rules (GPG-verified), lint, reload spamd only if safe",
-                     "monthly `sa-update --nogpg` + `service spamassassin restart`")
-JOBS["bayes-backup"] = ("mailopsd.jobs.bayes_backup",
-                        "validated, checksummed backup of spamd's Bayes database, with retention",
-                        "manual `sa-learn --backup`")
-JOBS["bayes-stats"] = ("mailopsd.jobs.bayes_stats",
-                       "log the Bayes counts (nspam, nham, ntokens) and warn while Bayes is off",
-                       "the daily `sa-learn --dump magic` stats line")
-JOBS["learn-spam"] = ("mailopsd.jobs.learn_spam",
-                      "train spamd's Bayes database from users' Spam / Not Spam folders",
-                      "learn-spam.pl")
 
 # service id -> "module:factory"
-SERVICES: dict[str, str] = {}
-SERVICES["blocker"] = "mailopsd.blocker.service:create"
-SERVICES["sent-fixer"] = "mailopsd.sent.service:create"
+SERVICES: dict[str, str] = {
+    "blocker": "mailopsd.blocker.service:create",
+    "sent-fixer": "mailopsd.sent.service:create",
+}
 
 
 def job_ids() -> tuple[str, ...]:

@@ -8,10 +8,8 @@ Each step prints the command it runs and its output, so an admin sees exactly wh
 from __future__ import annotations
 
 import argparse
-import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,50 +18,38 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from scripts.demo_areas import demo_blocker, demo_learn_spam, demo_sent  # noqa: E402
-from tests.support.daemon import MAILOPSD, MailopsdProcess, write_config  # noqa: E402
+from scripts.demo_areas import (  # noqa: E402
+    banner,
+    demo_blocker,
+    demo_learn_spam,
+    demo_sent,
+    mailopsd,
+)
+from tests.support.daemon import MailopsdProcess, write_config  # noqa: E402
 
 STEPS = {"core": None, "blocker": demo_blocker, "learn-spam": demo_learn_spam,
          "sent": demo_sent}
-
-
-def banner(text: str) -> None:
-    print(f"\n\033[1m== {text}\033[0m", flush=True)
-
-
-def show(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a mailopsd command as an admin would and print it with its output."""
-    argv = [MAILOPSD, "--config", str(config), *args]
-    print(f"$ mailopsd --config {config} {shlex.join(args)}", flush=True)
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
-    sys.stdout.write(result.stdout)
-    for line in result.stderr.splitlines():
-        print(f"  [event] {line}")
-    print(f"  (exit {result.returncode})", flush=True)
-    if check and result.returncode != 0:
-        raise SystemExit(f"demo step failed: mailopsd {shlex.join(args)}")
-    return result
 
 
 def demo_core(root: Path) -> Path:
     """Start the daemon, list its jobs, run a job through run-job, show status, stop."""
     config = write_config(root, logging={"target": "json", "level": "info"})
     banner("check the configuration")
-    show(config, "check-config")
+    mailopsd(config, "check-config")
     banner("start the daemon (what systemd runs: `mailopsd run`)")
     with MailopsdProcess(config) as daemon:
         started = daemon.wait_event("daemon_started", timeout=15)
         print(f"  daemon pid {daemon.pid} serving; jobs: {', '.join(started['jobs'])}")
         banner("list the jobs: schedule, next run, last run")
-        show(config, "jobs")
+        mailopsd(config, "jobs")
         banner("run a job now, through exactly the code the scheduler runs")
-        show(config, "run-job", "housekeeping")
+        mailopsd(config, "run-job", "housekeeping")
         banner("status while the daemon runs")
-        show(config, "status")
+        mailopsd(config, "status")
         daemon.signal(signal.SIGTERM)
         code = daemon.proc.wait(timeout=30)
         print(f"  daemon stopped on SIGTERM (exit {code})")
-    show(config, "jobs")
+    mailopsd(config, "jobs")
     return config
 
 
