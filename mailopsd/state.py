@@ -156,13 +156,8 @@ class StateDB:
         """A connection inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), then closed."""
         conn = self.connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(conn):
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         finally:
             conn.close()
 
@@ -235,6 +230,25 @@ class StateDB:
             cur = c.execute("DELETE FROM job_runs WHERE started < ? AND result != 'running'",
                             (older_than,))
             return cur.rowcount
+
+
+@contextmanager
+def immediate(conn: sqlite3.Connection, what: str = "") -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection; ROLLBACK if the body raises.
+
+    Raises StateError (naming ``what``) if the write lock cannot be taken.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        where = f"{what}: " if what else ""
+        raise StateError(f"{where}cannot write the state database: {exc}") from exc
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _job_run(row: sqlite3.Row) -> JobRun:

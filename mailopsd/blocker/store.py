@@ -12,13 +12,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mailopsd.errors import StateError
-from mailopsd.state import StateDB
+from mailopsd.state import StateDB, immediate
 
 
 @dataclass(frozen=True)
@@ -100,19 +99,8 @@ class BanStore:
             conn.close()
             self._local.conn = None
 
-    @contextmanager
-    def _txn(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StateError(f"bans: cannot write the state database: {exc}") from exc
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _txn(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn(), "bans")
 
     def _log_change(self, conn: sqlite3.Connection, action: str, ip: str,
                     expires: float | None, now: float) -> None:
