@@ -73,8 +73,8 @@ def summary(values_ms: list[float]) -> str:
 # -- the benchmark ------------------------------------------------------------------------------
 def ours(name: str, n: int, samples: int = 30) -> tuple[float, list[float], list[float]]:
     """(median restore s, ban ms at size n, unban ms at size n) for a mailopsd backend."""
-    from mailopsd import logs
-    from mailopsd.config.schema_firewall import FirewallConfig
+    from mailopsd.core import logs
+    from mailopsd.core.config.schema_firewall import FirewallConfig
     from mailopsd.firewall.iptables import IptablesBackend
     from mailopsd.firewall.nftables import NftablesBackend
 

@@ -31,10 +31,10 @@ TARGET_P99_MS = 50.0
 
 def run(backend_name: str, n: int) -> list[float]:
     """Latencies in ms for n live bans through the real service."""
-    from mailopsd import logs
     from mailopsd.blocker.service import BlockerService
-    from mailopsd.config import parse_config
-    from mailopsd.state import StateDB
+    from mailopsd.core import logs
+    from mailopsd.core.config import parse_config
+    from mailopsd.core.state import StateDB
 
     tmp = Path(tempfile.mkdtemp(prefix="mo-latency-"))
     mainlog = tmp / "mainlog"

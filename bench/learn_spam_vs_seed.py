@@ -30,10 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mailopsd import logs
-from mailopsd.config import parse_config
-from mailopsd.runner import run_job
-from mailopsd.state import StateDB
+from mailopsd.core import logs
+from mailopsd.core.config import parse_config
+from mailopsd.core.state import StateDB
+from mailopsd.daemon.runner import run_job
 from tests.support.common import scratch_root
 from tests.support.users import TestUser
 

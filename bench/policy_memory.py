@@ -21,7 +21,7 @@ import psutil
 
 from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.policy import BanPolicy
-from mailopsd.config import parse_config
+from mailopsd.core.config import parse_config
 
 
 def address(i: int) -> str:

@@ -33,11 +33,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mailopsd import logs
-from mailopsd.config import parse_config
+from mailopsd.core import logs
+from mailopsd.core.config import parse_config
+from mailopsd.core.state import StateDB
 from mailopsd.sent.once import run_once
 from mailopsd.sent.service import SentService
-from mailopsd.state import StateDB
 from tests.support.common import scratch_root
 from tests.support.users import TestUser
 

@@ -8,12 +8,12 @@ classes are far out of balance. A database that does not exist yet is an event, 
 
 from __future__ import annotations
 
-from mailopsd.runner import JobContext, JobResult
+from mailopsd.daemon.runner import JobContext, JobResult
 
 
 def run(ctx: JobContext) -> JobResult:
     """Log the database's counts and any warnings about them."""
-    from mailopsd.bayes_db import BayesDB, assess
+    from mailopsd.spam.bayes_db import BayesDB, assess
 
     job = ctx.config.jobs.bayes_stats
     db = BayesDB.from_config(ctx.config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from mailopsd.runner import JobContext, JobResult
+from mailopsd.daemon.runner import JobContext, JobResult
 
 
 def run(ctx: JobContext) -> JobResult:

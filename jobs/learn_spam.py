@@ -2,11 +2,11 @@
 
 One run:
 1. Mailboxes are read afresh from passwd (``[mailboxes]``).
-2. Per user, an as-user worker (``mailopsd.asuser``, ``maildir.collect``) snapshots the spam and
-   ham folders (no symlink followed; only regular files the user owns; T-flagged and oversized
-   messages are left in place and counted; a symlinked or foreign folder is skipped with a
+2. Per user, an as-user worker (``mailopsd.core.asuser``, ``maildir.collect``) snapshots the
+   spam and ham folders (no symlink followed; only regular files the user owns; T-flagged and
+   oversized messages are left in place and counted; a symlinked or foreign folder is skipped with a
    warning) and streams each message's content to root, which writes it into a private staging
-   directory (``mailopsd.staging``) that sa-learn, as the database owner, can read.
+   directory (``mailopsd.spam.staging``) that sa-learn, as the database owner, can read.
 3. Under the shared Bayes lock, ONE sa-learn per class reads a ``-f`` list of the copies, as the
    database owner with its HOME (plus ``--dbpath`` when ``bayes_path`` is set). Success is rc 0
    with every listed message examined; anything else keeps every message of that class (ham is
@@ -25,10 +25,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from mailopsd.runner import JobContext, JobResult
+from mailopsd.daemon.runner import JobContext, JobResult
 
 if TYPE_CHECKING:
-    from mailopsd.config.schema_spam import LearnSpamJob
+    from mailopsd.core.config.schema_spam import LearnSpamJob
 
 CLASSES: tuple[Literal["spam", "ham"], ...] = ("spam", "ham")
 STAGING_PREFIX = "mailopsd-learn-spam."
@@ -39,7 +39,7 @@ SUSPICIOUS = ("symlink", "not_regular", "foreign_owner")
 class UserRun:
     """One mailbox's part of a run."""
 
-    box: Any  # mailopsd.users.Mailbox
+    box: Any  # mailopsd.core.users.Mailbox
     staged: dict[str, list[tuple[str, dict[str, Any], str]]] = field(
         default_factory=lambda: {k: [] for k in CLASSES})  # class -> [(folder, ref, staged name)]
     skipped: Counter[str] = field(default_factory=Counter)
@@ -65,8 +65,8 @@ class _Sink:
         self.current: tuple[str, dict[str, Any], str, int] | None = None
 
     def begin(self, meta: dict[str, Any]) -> None:
-        from mailopsd.asuser import AsUserError
-        from mailopsd.maildir import MessageRef
+        from mailopsd.core.asuser import AsUserError
+        from mailopsd.maildir.folder import MessageRef
 
         klass = meta.get("class")
         if klass not in CLASSES:
@@ -113,10 +113,10 @@ def _settings(ctx: JobContext) -> LearnSpamJob:
 
 def run(ctx: JobContext) -> JobResult:
     """Learn every user's spam and ham folders; see the module docstring."""
-    from mailopsd.bayes_db import BayesDB
-    from mailopsd.errors import JobCancelled, JobError
-    from mailopsd.staging import Staging, remove_leftovers
-    from mailopsd.users import find_mailboxes
+    from mailopsd.core.errors import JobCancelled, JobError
+    from mailopsd.core.users import find_mailboxes
+    from mailopsd.spam.bayes_db import BayesDB
+    from mailopsd.spam.staging import Staging, remove_leftovers
 
     started = time.monotonic()
     job, mb = _settings(ctx), ctx.config.mailboxes
@@ -179,7 +179,7 @@ def _each_user(ctx: JobContext, users: list[UserRun], step: Any, arg: Any) -> No
 
 def _collect(ctx: JobContext, user: UserRun, staging: Any) -> None:
     """Snapshot (and stage the content of) one user's spam and ham folders."""
-    from mailopsd.asuser import AsUserError, run_as
+    from mailopsd.core.asuser import AsUserError, run_as
 
     job, acct = _settings(ctx), user.box.account
     args = {"home": acct.home, "maildir": user.box.maildir, "max_size": job.max_size,
@@ -213,10 +213,10 @@ def _collect(ctx: JobContext, user: UserRun, staging: Any) -> None:
 def _learn(ctx: JobContext, db: Any, users: list[UserRun], staging: Any,
            learned: dict[str, dict[str, int]], errors: list[str]) -> list[str]:
     """One sa-learn per class over every user's staged copies; returns the classes learned."""
-    from mailopsd.bayes import Learned, learn_outcome, list_file_text, sa_learn_argv
-    from mailopsd.bayes_db import hold_bayes_lock
-    from mailopsd.errors import JobCancelled, MailopsError, ProcessError
-    from mailopsd.process import run
+    from mailopsd.core.errors import JobCancelled, MailopsError, ProcessError
+    from mailopsd.core.process import run
+    from mailopsd.spam.bayes import Learned, learn_outcome, list_file_text, sa_learn_argv
+    from mailopsd.spam.bayes_db import hold_bayes_lock
 
     job, sa = _settings(ctx), ctx.config.spamassassin
     ok_classes: list[str] = []
@@ -255,7 +255,7 @@ def _learn(ctx: JobContext, db: Any, users: list[UserRun], staging: Any,
 
 def _commit(ctx: JobContext, user: UserRun, ok_classes: list[str]) -> None:
     """As the user, remove the learned spam and move the learned ham back to the INBOX."""
-    from mailopsd.asuser import AsUserError, run_as
+    from mailopsd.core.asuser import AsUserError, run_as
 
     job, acct = _settings(ctx), user.box.account
     actions: list[dict[str, Any]] = []

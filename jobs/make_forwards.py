@@ -3,7 +3,7 @@
 Was make-forwards.pl, which the seed ran by hand. The template (``template`` key, default the
 built-in copy of etc/forward.template) is tested with ``exim -bf`` on a spam and a non-spam
 sample BEFORE anything is written: a template Exim rejects fails the job and writes nothing.
-Each file is then written as its user (see mailopsd.forwards), never over an existing
+Each file is then written as its user (see mailopsd.forward.forwards), never over an existing
 ``.forward`` (file, directory or symlink - a symlink is never followed), and tested again in
 place with ``exim -bf`` as the user. ``--dry-run`` reports what would be written.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any, cast
 
-from mailopsd.runner import JobContext, JobResult
-from mailopsd.users import Account
+from mailopsd.core.users import Account
+from mailopsd.daemon.runner import JobContext, JobResult
 
 _EVENTS = {"symlink": "forward_symlink_untouched", "other": "forward_not_a_file_untouched",
            "no_home": "forward_skipped_no_home", "home_not_owned": "forward_skipped_home_not_owned"}
@@ -22,8 +22,8 @@ _EVENTS = {"symlink": "forward_symlink_untouched", "other": "forward_not_a_file_
 
 def _accounts(ctx: JobContext) -> tuple[list[Account], list[str]]:
     """The mailbox accounts, and the configured user names that do not exist."""
-    from mailopsd.errors import MailopsError
-    from mailopsd.users import mailbox_accounts
+    from mailopsd.core.errors import MailopsError
+    from mailopsd.core.users import mailbox_accounts
 
     mb = ctx.config.mailboxes
     if not mb.users:
@@ -40,9 +40,9 @@ def _accounts(ctx: JobContext) -> tuple[list[Account], list[str]]:
 
 def run(ctx: JobContext) -> JobResult:
     """Check the template, then write the missing .forward files; returns counts per outcome."""
-    from mailopsd import forwards
-    from mailopsd.config.schema_forwards import MakeForwardsJob
-    from mailopsd.errors import MailopsError
+    from mailopsd.core.config.schema_forwards import MakeForwardsJob
+    from mailopsd.core.errors import MailopsError
+    from mailopsd.forward import forwards
 
     settings = cast(MakeForwardsJob, ctx.settings)
     try:

@@ -13,21 +13,21 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from mailopsd.errors import JobError, ProcessError
-from mailopsd.runner import JobContext, JobResult
-from mailopsd.users import Account
+from mailopsd.core.errors import JobError, ProcessError
+from mailopsd.core.users import Account
+from mailopsd.daemon.runner import JobContext, JobResult
 
 if TYPE_CHECKING:
-    from mailopsd.rules_snapshot import RulesSnapshot
+    from mailopsd.spam.rules_snapshot import RulesSnapshot
 
 ALL_CODES = tuple(range(256))  # sa-update's code is the outcome: never an exception
 
 
 def run(ctx: JobContext) -> JobResult:
     """One sa-update run; fails on a failed update, lint, sa-compile or reload."""
-    from mailopsd.process import run as run_cmd
-    from mailopsd.rules_snapshot import RulesSnapshot
-    from mailopsd.spamassassin import parse_perl_major, parse_version_output, sa_update_argv
+    from mailopsd.core.process import run as run_cmd
+    from mailopsd.spam.rules_snapshot import RulesSnapshot
+    from mailopsd.spam.spamassassin import parse_perl_major, parse_version_output, sa_update_argv
 
     cfg, job = ctx.config, ctx.config.jobs.sa_update
     sa, bins = cfg.spamassassin, cfg.binaries
@@ -41,7 +41,7 @@ def run(ctx: JobContext) -> JobResult:
                           gpg_homedir=sa.gpg_homedir, gpg_keys=job.gpg_keys,
                           channels=job.channels, install=job.install)
     if ctx.dry_run:
-        from mailopsd.spamassassin import channel_versions
+        from mailopsd.spam.spamassassin import channel_versions
 
         ctx.log.info("sa_update_dry_run", argv=argv, rules_dir=rules_dir,
                      installed=channel_versions(rules_dir), as_user=owner.name)
@@ -76,8 +76,8 @@ def run(ctx: JobContext) -> JobResult:
 
 def _import_keys(ctx: JobContext, owner: Account) -> None:
     """Import each configured key file into sa-update's keyring; raises ProcessError."""
-    from mailopsd.process import run as run_cmd
-    from mailopsd.spamassassin import import_key_argv
+    from mailopsd.core.process import run as run_cmd
+    from mailopsd.spam.spamassassin import import_key_argv
 
     sa, job = ctx.config.spamassassin, ctx.config.jobs.sa_update
     for key_file in job.gpg_key_files:
@@ -93,8 +93,8 @@ def _import_keys(ctx: JobContext, owner: Account) -> None:
 def _update(ctx: JobContext, argv: tuple[str, ...], owner: Account, rules_dir: str,
             compiled_dir: str, snap: RulesSnapshot) -> JobResult:
     """Run sa-update and act on its exit code (see the module docstring)."""
-    from mailopsd.process import run as run_cmd
-    from mailopsd.spamassassin import channel_versions, classify_sa_update, tail
+    from mailopsd.core.process import run as run_cmd
+    from mailopsd.spam.spamassassin import channel_versions, classify_sa_update, tail
 
     timeout = float(ctx.settings.timeout)
     res = run_cmd(argv, timeout=timeout, account=owner, umask=0o022, ok_codes=ALL_CODES,
@@ -151,8 +151,8 @@ def _update(ctx: JobContext, argv: tuple[str, ...], owner: Account, rules_dir: s
 
 def _lint(ctx: JobContext, owner: Account, rules_dir: str) -> str | None:
     """Run spamassassin --lint over the rules spamd will load; None if clean, else the output."""
-    from mailopsd.process import run as run_cmd
-    from mailopsd.spamassassin import lint_argv, tail
+    from mailopsd.core.process import run as run_cmd
+    from mailopsd.spam.spamassassin import lint_argv, tail
 
     sa = ctx.config.spamassassin
     argv = lint_argv(ctx.config.binaries.spamassassin,
@@ -167,9 +167,9 @@ def _lint(ctx: JobContext, owner: Account, rules_dir: str) -> str | None:
 def _compile_and_reload(ctx: JobContext, owner: Account, rules_dir: str, compiled_dir: str,
                         counts: dict[str, object]) -> list[str]:
     """Optional sa-compile, then reload spamd; returns the problems (empty = all good)."""
-    from mailopsd.process import run as run_cmd
-    from mailopsd.rules_snapshot import publish_tree
-    from mailopsd.spamassassin import reload_spamd, sa_compile_argv
+    from mailopsd.core.process import run as run_cmd
+    from mailopsd.spam.rules_snapshot import publish_tree
+    from mailopsd.spam.spamassassin import reload_spamd, sa_compile_argv
 
     cfg, job = ctx.config, ctx.config.jobs.sa_update
     sa = cfg.spamassassin

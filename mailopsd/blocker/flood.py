@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mailopsd.blocker.policy import BanDecision
-from mailopsd.config.schema_firewall import FloodConfig
+from mailopsd.core.config.schema_firewall import FloodConfig
 from mailopsd.firewall.base import canonical
 
 RULE = "flood"

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mailopsd.config.schema_blocker import BlockerConfig
+    from mailopsd.core.config.schema_blocker import BlockerConfig
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = ("127.0.0.0/8", "::1/128")

@@ -21,7 +21,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mailopsd.blocker.rules import AUTHENTICATED, RuleSpec
+from mailopsd.blocker.rules import RuleSpec
+from mailopsd.core.config.rule_names import AUTHENTICATED
 
 
 @dataclass(frozen=True)

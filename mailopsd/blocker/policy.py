@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailopsd.blocker.parse import LineParser, Match, line_time
-from mailopsd.blocker.rules import AUTHENTICATED, RuleSpec, rule_specs
-from mailopsd.config.types import format_duration
+from mailopsd.blocker.rules import RuleSpec, rule_specs
+from mailopsd.core.config.rule_names import AUTHENTICATED
+from mailopsd.core.config.types import format_duration
 
 if TYPE_CHECKING:
     from mailopsd.blocker.ignore import IgnoreList
-    from mailopsd.config.schema_blocker import BlockerConfig
+    from mailopsd.core.config.schema_blocker import BlockerConfig
 
 PRUNE_MIN = 20000  # matches between two sweeps at least
 _NEVER = -math.inf
@@ -177,7 +178,7 @@ class BanPolicy:
         try:
             stored = int(self.previous_bans(ip))
         except Exception as exc:  # the store is the caller's: a failure must not lose the ban
-            from mailopsd.logs import get_logger
+            from mailopsd.core.logs import get_logger
 
             get_logger("blocker").error("previous_bans_failed", ip=ip, error=repr(exc))
             stored = 0

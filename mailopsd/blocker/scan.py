@@ -16,9 +16,9 @@ from typing import IO, Any
 from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.parse import NO_RDNS_KEY, fast_no_rdns
 from mailopsd.blocker.policy import BanDecision, BanPolicy
-from mailopsd.blocker.rules import AUTHENTICATED
-from mailopsd.config.schema_blocker import BlockerConfig
-from mailopsd.errors import MailopsError
+from mailopsd.core.config.rule_names import AUTHENTICATED
+from mailopsd.core.config.schema_blocker import BlockerConfig
+from mailopsd.core.errors import MailopsError
 
 BLOCK = 1024 * 1024
 LINE_LIMIT = 1024 * 1024  # a "line" without newline this long is processed as it is

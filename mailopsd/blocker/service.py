@@ -25,12 +25,12 @@ from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.policy import BanDecision, BanPolicy
 from mailopsd.blocker.rules import RuleSpec
 from mailopsd.blocker.store import Ban, BanStore
-from mailopsd.config.schema import Config
-from mailopsd.errors import FirewallError, MailopsError, StateError
+from mailopsd.core.config.schema import Config
+from mailopsd.core.errors import FirewallError, MailopsError, StateError
+from mailopsd.core.logs import get_logger
+from mailopsd.core.state import StateDB
 from mailopsd.firewall import make_backend
 from mailopsd.firewall.base import FirewallBackend, canonical, is_v6
-from mailopsd.logs import get_logger
-from mailopsd.state import StateDB
 
 SILENT_REWARN = 86400.0  # a still-silent rule is reported again once a day
 PRUNE_EVERY = 3600.0
@@ -86,7 +86,7 @@ class BlockerService:
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         """Restore bans in one commit, then follow the log; raises MailopsError."""
-        from mailopsd.follow import LogFollower
+        from mailopsd.logtail.follow import LogFollower
 
         t0 = time.monotonic()
         now = time.time()

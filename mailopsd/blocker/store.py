@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mailopsd.state import StateDB, immediate
+from mailopsd.core.state import StateDB, immediate
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,5 @@
-"""The command line: argument parsing and exit codes only; the work is done elsewhere."""
+"""The command line: argument parsing and exit codes only; the work is done elsewhere.
+
+One ``cmd_<group>.py`` per command group, registered in ``main``. May import anything below it
+(daemon, domain packages, core), lazily inside each command so that ``--help`` stays fast.
+"""

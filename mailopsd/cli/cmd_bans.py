@@ -57,14 +57,14 @@ def register(sub: Any) -> None:
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any]:
     from mailopsd.blocker.store import BanStore
-    from mailopsd.state import StateDB
+    from mailopsd.core.state import StateDB
 
     cfg = load(args)
     return cfg, BanStore(StateDB(cfg.daemon.state_dir), source="cli", journal=True)
 
 
 def _left(expires: float | None, now: float) -> str:
-    from mailopsd.config.types import format_duration
+    from mailopsd.core.config.types import format_duration
 
     if expires is None:
         return "permanent"
@@ -100,10 +100,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
     from mailopsd.blocker.ignore import IgnoreList
     from mailopsd.blocker.service import duration_field, when
-    from mailopsd.config.schema_blocker import BanTime
+    from mailopsd.core.config.schema_blocker import BanTime
+    from mailopsd.core.logs import get_logger
     from mailopsd.firewall import make_backend
     from mailopsd.firewall.base import canonical
-    from mailopsd.logs import get_logger
 
     cfg, store = _setup(args)
     try:
@@ -127,7 +127,7 @@ def cmd_add(args: argparse.Namespace) -> int:
                             duration=duration_field(seconds), reason=args.reason,
                             expires=when(expires), times_banned=ban.times_banned, source="cli",
                             backend=backend.name)
-    from mailopsd.config.types import format_duration
+    from mailopsd.core.config.types import format_duration
 
     length = "permanently" if seconds is None else f"for {format_duration(seconds)}"
     print(f"banned {ip} {length} ({backend.name})")
@@ -137,9 +137,9 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     """Lift bans now and print each one removed."""
     from mailopsd.blocker.service import duration_field
+    from mailopsd.core.logs import get_logger
     from mailopsd.firewall import make_backend
     from mailopsd.firewall.base import canonical
-    from mailopsd.logs import get_logger
 
     if bool(args.ips) == bool(args.all):
         print("mailopsd: give IP addresses or --all (not both)", file=sys.stderr)
@@ -179,7 +179,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_flush(args: argparse.Namespace) -> int:
     """Remove every firewall object of both backends and lift every ban."""
-    from mailopsd.errors import FirewallError
+    from mailopsd.core.errors import FirewallError
     from mailopsd.firewall import all_backends
 
     cfg, store = _setup(args)

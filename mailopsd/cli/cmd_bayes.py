@@ -56,8 +56,8 @@ def register(sub: Any) -> None:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """Run the bayes-backup job through run_job (lock, history, events)."""
-    from mailopsd.runner import run_job
-    from mailopsd.state import StateDB
+    from mailopsd.core.state import StateDB
+    from mailopsd.daemon.runner import run_job
 
     cfg = load(args)
     outcome = run_job("bayes-backup", cfg, StateDB(cfg.daemon.state_dir), trigger="cli",
@@ -74,8 +74,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """Restore from FILE; MailopsError (refused, mismatch) becomes exit 1 in main."""
     import os
 
-    from mailopsd.bayes_ops import restore
-    from mailopsd.logs import get_logger
+    from mailopsd.core.logs import get_logger
+    from mailopsd.spam.bayes_ops import restore
 
     cfg = load(args)
     summary = restore(cfg, os.path.abspath(args.file), get_logger("bayes"),
@@ -89,7 +89,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Print the counts; a missing database is reported, not an error."""
-    from mailopsd.bayes_db import BayesDB, assess
+    from mailopsd.spam.bayes_db import BayesDB, assess
 
     cfg = load(args)
     job = cfg.jobs.bayes_stats
@@ -119,9 +119,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     import hashlib
     import os
 
-    from mailopsd.bayes_backup import name_tag, name_time, read_manifest
-    from mailopsd.bayes_ops import backup_dir
     from mailopsd.cli.common import print_table
+    from mailopsd.spam.bayes_backup import name_tag, name_time, read_manifest
+    from mailopsd.spam.bayes_ops import backup_dir
 
     cfg = load(args)
     directory = backup_dir(cfg)

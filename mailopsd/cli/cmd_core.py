@@ -57,9 +57,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until stopped."""
     import os
 
-    from mailopsd.config import config_path_from
-    from mailopsd.daemon import Daemon
-    from mailopsd.runner import FileLock
+    from mailopsd.core.config import config_path_from
+    from mailopsd.core.locks import FileLock
+    from mailopsd.daemon.main import Daemon
 
     cfg = load(args)
     os.makedirs(cfg.daemon.run_dir, mode=0o755, exist_ok=True)
@@ -74,9 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_run_job(args: argparse.Namespace) -> int:
     """Run one job now; exit 0 ok, 1 failed, 75 busy."""
-    from mailopsd.registry import job_function
-    from mailopsd.runner import run_job
-    from mailopsd.state import StateDB
+    from mailopsd.core.state import StateDB
+    from mailopsd.daemon.registry import job_function
+    from mailopsd.daemon.runner import run_job
 
     cfg = load(args)
     job_function(args.job)  # unknown job -> clear error before anything runs
@@ -88,9 +88,9 @@ def cmd_run_job(args: argparse.Namespace) -> int:
 def _job_rows(cfg: Any) -> list[dict[str, Any]]:
     from datetime import datetime
 
-    from mailopsd.registry import JOBS
-    from mailopsd.schedule import parse_cron
-    from mailopsd.state import StateDB
+    from mailopsd.core.schedule import parse_cron
+    from mailopsd.core.state import StateDB
+    from mailopsd.daemon.registry import JOBS
 
     state = StateDB(cfg.daemon.state_dir)
     now = datetime.now().astimezone()
@@ -133,7 +133,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Daemon liveness, running jobs, last results."""
     import os
 
-    from mailopsd.runner import FileLock, job_lock
+    from mailopsd.core.locks import FileLock, job_lock
 
     cfg = load(args, log=False)
     probe = FileLock(os.path.join(cfg.daemon.run_dir, PID_FILE))
@@ -159,7 +159,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the config (ConfigError becomes exit 2 in main)."""
-    from mailopsd.config import config_path_from
+    from mailopsd.core.config import config_path_from
 
     load(args, log=False)
     print(f"{config_path_from(args.config)}: configuration is valid")

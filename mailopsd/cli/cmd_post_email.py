@@ -47,7 +47,12 @@ def _load_config(explicit: str | None) -> tuple[Any, str]:
     """
     import os
 
-    from mailopsd.config import DEFAULT_CONFIG_PATH, config_path_from, load_config, parse_config
+    from mailopsd.core.config import (
+        DEFAULT_CONFIG_PATH,
+        config_path_from,
+        load_config,
+        parse_config,
+    )
 
     path = config_path_from(explicit)
     if path == DEFAULT_CONFIG_PATH and not os.access(path, os.R_OK):
@@ -62,9 +67,9 @@ def cmd_post_email(args: argparse.Namespace) -> int:
     import pwd
     import sys
 
-    from mailopsd import logs
-    from mailopsd.errors import ConfigError
-    from mailopsd.post_email import EX_TEMPFAIL, post_email
+    from mailopsd.core import logs
+    from mailopsd.core.errors import ConfigError
+    from mailopsd.forward.post_email import EX_TEMPFAIL, post_email
 
     try:
         cfg, source = _load_config(args.config)

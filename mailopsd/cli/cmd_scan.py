@@ -29,10 +29,10 @@ def _config(args: argparse.Namespace) -> Any:
     """[blocker] from --config / $MAILOPSD_CONFIG if either is given, else the defaults."""
     import os
 
-    from mailopsd.config.schema_blocker import BlockerConfig
+    from mailopsd.core.config.schema_blocker import BlockerConfig
 
     if args.config or os.environ.get("MAILOPSD_CONFIG"):
-        from mailopsd.config import config_path_from, load_config
+        from mailopsd.core.config import config_path_from, load_config
 
         return load_config(config_path_from(args.config)).blocker
     return BlockerConfig()
@@ -45,8 +45,8 @@ def cmd_scan_log(args: argparse.Namespace) -> int:
 
     from mailopsd.blocker.ignore import IgnoreList
     from mailopsd.blocker.scan import scan_file
-    from mailopsd.config.types import format_duration
-    from mailopsd.errors import MailopsError
+    from mailopsd.core.config.types import format_duration
+    from mailopsd.core.errors import MailopsError
 
     cfg = _config(args)
     if args.no_ignore_self:

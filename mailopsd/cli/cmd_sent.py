@@ -34,8 +34,8 @@ def register(sub: Any) -> None:
 
 def cmd_sent_fixup(args: argparse.Namespace) -> int:
     """Run the backlog fixup once; print what happened to each copy."""
+    from mailopsd.core.state import StateDB
     from mailopsd.sent.once import run_once
-    from mailopsd.state import StateDB
 
     cfg = load(args)
     counts = run_once(cfg, StateDB(cfg.daemon.state_dir), user=args.user)

@@ -31,7 +31,7 @@ def load(args: argparse.Namespace, *, log: bool = True) -> Any:
 
     Raises ConfigError (the caller turns it into exit 2).
     """
-    from mailopsd.config import config_path_from, load_config
+    from mailopsd.core.config import config_path_from, load_config
 
     cfg = load_config(config_path_from(args.config))
     if log:
@@ -41,11 +41,9 @@ def load(args: argparse.Namespace, *, log: bool = True) -> Any:
 
 def setup_logging(cfg: Any, args: argparse.Namespace) -> None:
     """Configure structlog from the config, with --log-level overriding it."""
-    from mailopsd import logs
+    from mailopsd.core import logs
 
-    level = getattr(args, "log_level", None) or cfg.logging.level
-    logs.configure(cfg.logging.target, level, cfg.logging.journal_socket,
-                   cfg.logging.syslog_identifier)
+    logs.configure_from(cfg, getattr(args, "log_level", None))
 
 
 def print_json(data: Any) -> None:

@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    from mailopsd.errors import ConfigError, JobBusyError, MailopsError, UnknownJobError
+    from mailopsd.core.errors import ConfigError, JobBusyError, MailopsError, UnknownJobError
 
     try:
         return int(handler(args))

@@ -1,11 +1,15 @@
-"""Firewall backends that close the SMTP ports to banned addresses (see base.FirewallBackend)."""
+"""Firewall backends that close the SMTP ports to banned addresses (see base.FirewallBackend).
+
+Owns: the python-iptables backend (``iptables``) and the nftables one (``nftables``), and the
+backend contract (``base``). May import: core only; the blocker drives them.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mailopsd.config.schema import Config
+    from mailopsd.core.config.schema import Config
     from mailopsd.firewall.base import FirewallBackend
 
 

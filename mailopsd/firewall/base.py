@@ -12,7 +12,7 @@ import ipaddress
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 
-from mailopsd.errors import FirewallError
+from mailopsd.core.errors import FirewallError
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -25,10 +25,10 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from mailopsd.config.schema_firewall import FirewallConfig
-from mailopsd.errors import FirewallError
+from mailopsd.core.config.schema_firewall import FirewallConfig
+from mailopsd.core.errors import FirewallError
+from mailopsd.core.logs import get_logger
 from mailopsd.firewall.base import FirewallBackend, canonical, canonical_bans, is_v6
-from mailopsd.logs import get_logger
 
 XTABLES_LOCK = "/run/xtables.lock"
 _PROCESS_LOCK = threading.RLock()

@@ -23,8 +23,8 @@ import math
 import threading
 from collections.abc import Iterable, Mapping
 
-from mailopsd.config.schema_firewall import FirewallConfig
-from mailopsd.errors import FirewallError, ProcessError
+from mailopsd.core.config.schema_firewall import FirewallConfig
+from mailopsd.core.errors import FirewallError, ProcessError
 from mailopsd.firewall.base import FirewallBackend, canonical, canonical_bans, is_v6
 
 SETS = {("4", False): "addr4", ("4", True): "net4", ("6", False): "addr6", ("6", True): "net6"}
@@ -168,7 +168,7 @@ class NftablesBackend(FirewallBackend):
         With ``missing_ok``, an error containing one of ``tolerate`` (by default: our table is
         absent) returns None. Raises FirewallError.
         """
-        from mailopsd.process import run
+        from mailopsd.core.process import run
 
         argv = (self.nft, *args) if args else (self.nft, "-f", "-")
         try:

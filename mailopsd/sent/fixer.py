@@ -19,10 +19,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mailopsd.config.schema import Config
-from mailopsd.errors import MailopsError, UnsafePathError
-from mailopsd.logs import get_logger
-from mailopsd.maildir import (
+from mailopsd.core.config.schema import Config
+from mailopsd.core.errors import MailopsError, UnsafePathError
+from mailopsd.core.logs import get_logger
+from mailopsd.core.users import Account, mailbox_accounts
+from mailopsd.maildir.folder import (
     Folder,
     FolderMissing,
     Maildir,
@@ -30,12 +31,11 @@ from mailopsd.maildir import (
     split_info,
     valid_message_name,
 )
-from mailopsd.maildir_rewrite import open_exact, rename_with_flags, replace_streaming
+from mailopsd.maildir.rewrite import open_exact, rename_with_flags, replace_streaming
 from mailopsd.sent.addresses import Address, bcc_addresses, parse_address_list
 from mailopsd.sent.message import Header, HeaderError, bcc_field, is_submission, read_header
 from mailopsd.sent.reclog import RecipientsLineError, parse_line
 from mailopsd.sent.store import SentStore
-from mailopsd.users import Account, mailbox_accounts
 
 # outcomes of handle()
 FIXED, PENDING, IGNORED, ALREADY, GONE, UNSAFE, FAILED = (

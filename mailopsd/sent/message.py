@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mailopsd.errors import MailopsError
+from mailopsd.core.errors import MailopsError
 from mailopsd.sent.addresses import Address, parse_address_list, tokenize
 
 _EXIM_ID = re.compile(r"^[0-9A-Za-z]{4,32}(?:-[0-9A-Za-z]{2,32}){2}$")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mailopsd.config.schema import Config
-from mailopsd.follow import LogFollower
+from mailopsd.core.config.schema import Config
+from mailopsd.core.state import StateDB
+from mailopsd.logtail.follow import LogFollower
 from mailopsd.sent.fixer import SentFixer
 from mailopsd.sent.scan import expire, fixup_all
 from mailopsd.sent.service import MAX_LINE, follower_name, lock_for
-from mailopsd.state import StateDB
 
 
 def run_once(config: Config, state: StateDB, user: str | None = None) -> Counter[str]:

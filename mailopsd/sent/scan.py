@@ -6,16 +6,16 @@ import os
 import time
 from collections import Counter
 
-from mailopsd.errors import UnsafePathError
-from mailopsd.maildir import (
+from mailopsd.core.errors import UnsafePathError
+from mailopsd.core.users import Account
+from mailopsd.maildir.folder import (
     FolderMissing,
     MessageRef,
     split_info,
     valid_message_name,
 )
-from mailopsd.maildir_rewrite import finish_batch
+from mailopsd.maildir.rewrite import finish_batch
 from mailopsd.sent.fixer import FIXED, PENDING, SentFixer
-from mailopsd.users import Account
 
 # Fixed copies per batch: their directory fsyncs are shared (a backlog goes ~5x faster).
 BATCH = 200

@@ -1,10 +1,10 @@
 """The ``sent-fixer`` service: watch every user's Sent new/ and cur/, fix copies as they appear.
 
-Threads: the recipients-log follower (mailopsd.follow, woken by inotify on the log directory)
-stores each new recipients line in the state database before its position is saved, then
+Threads: the recipients-log follower (mailopsd.logtail.follow, woken by inotify on the log
+directory) stores each new recipients line in the state database before its position is saved, then
 queues the ids; watchdog queues every file created in or moved into a watched Sent ``new/`` or
 ``cur/``; ONE worker thread does all the Maildir work (in-process, as root through verified
-descriptors: see mailopsd.maildir's copy-to-Sent section and docs/copy-to-sent.md for why not a
+descriptors: see mailopsd.maildir.rewrite and docs/copy-to-sent.md for why not a
 worker process per message). It also rescans every folder and re-reads passwd every
 ``sent.rescan_interval``, so a missed event or a new user costs at most that delay.
 A file lock keeps ``mailopsd sent-fixup`` and the service from working at the same time.
@@ -19,15 +19,15 @@ import threading
 import time
 from typing import Any
 
-from mailopsd.config.schema import Config
-from mailopsd.errors import JobBusyError, MailopsError
-from mailopsd.follow import LogFollower
-from mailopsd.logs import get_logger
-from mailopsd.runner import FileLock
+from mailopsd.core.config.schema import Config
+from mailopsd.core.errors import JobBusyError, MailopsError
+from mailopsd.core.locks import FileLock
+from mailopsd.core.logs import get_logger
+from mailopsd.core.state import StateDB
+from mailopsd.logtail.follow import LogFollower
 from mailopsd.sent.addresses import parse_address_list
 from mailopsd.sent.fixer import SentFixer
 from mailopsd.sent.scan import expire, scan_user
-from mailopsd.state import StateDB
 
 SERVICE_NAME = "sent-fixer"
 # A recipients line is as long as the base64 of $recipients (logwrite does not truncate):

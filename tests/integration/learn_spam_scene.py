@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailopsd import logs
-from mailopsd.config import parse_config
-from mailopsd.process import run
-from mailopsd.runner import RunOutcome, run_job
-from mailopsd.state import StateDB
+from mailopsd.core import logs
+from mailopsd.core.config import parse_config
+from mailopsd.core.process import run
+from mailopsd.core.state import StateDB
+from mailopsd.daemon.runner import RunOutcome, run_job
 from tests.support.users import TestUser
 
 

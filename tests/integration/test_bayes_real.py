@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from mailopsd.bayes_db import parse_magic
-from mailopsd.config import parse_config
-from mailopsd.runner import FileLock, RunOutcome, run_job
-from mailopsd.state import StateDB
+from mailopsd.core.config import parse_config
+from mailopsd.core.locks import FileLock
+from mailopsd.core.state import StateDB
+from mailopsd.daemon.runner import RunOutcome, run_job
+from mailopsd.spam.bayes_db import parse_magic
 from tests.support.journald import private_journald
 from tests.support.users import TestUser
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd.runner import job_lock
-from mailopsd.state import StateDB
+from mailopsd.core.locks import job_lock
+from mailopsd.core.state import StateDB
 from tests.support.daemon import MailopsdProcess, run_cli, write_config
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.integration
 
 DRIVER = r"""
 import json, sys
-from mailopsd import logs
-from mailopsd.config.schema_firewall import FirewallConfig
+from mailopsd.core import logs
+from mailopsd.core.config.schema_firewall import FirewallConfig
 from mailopsd.firewall.iptables import IptablesBackend
 from mailopsd.firewall.nftables import NftablesBackend
 logs.configure("json", "warning", stream=sys.stderr)

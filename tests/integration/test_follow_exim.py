@@ -18,10 +18,11 @@ import pytest
 from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.parse import LineParser
 from mailopsd.blocker.policy import BanPolicy
-from mailopsd.blocker.rules import AUTHENTICATED, rule_specs
-from mailopsd.config import parse_config
-from mailopsd.follow import LogFollower
-from mailopsd.state import StateDB
+from mailopsd.blocker.rules import rule_specs
+from mailopsd.core.config import parse_config
+from mailopsd.core.config.rule_names import AUTHENTICATED
+from mailopsd.core.state import StateDB
+from mailopsd.logtail.follow import LogFollower
 from tests.support.common import wait_until
 from tests.support.exim import PrivateExim
 

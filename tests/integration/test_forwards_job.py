@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from mailopsd.config import parse_config
-from mailopsd.forwards import DEFAULT_TEMPLATE, SAMPLE_HAM, SAMPLE_SPAM
-from mailopsd.runner import RunOutcome, run_job
-from mailopsd.state import StateDB
+from mailopsd.core.config import parse_config
+from mailopsd.core.state import StateDB
+from mailopsd.daemon.runner import RunOutcome, run_job
+from mailopsd.forward.forwards import DEFAULT_TEMPLATE, SAMPLE_HAM, SAMPLE_SPAM
 from tests.support.exim import EXIM, PrivateExim
 from tests.support.users import TestUser
 
@@ -132,7 +132,7 @@ def test_written_filter_sends_spam_to_trash_in_a_real_exim(mail_root: Path) -> N
 
 def test_writer_itself_never_replaces_what_appeared_after_the_check(mail_root: Path) -> None:
     """The race window: a .forward created between forward_state() and the write survives."""
-    from mailopsd.forwards import ForwardExistsError, write_forward
+    from mailopsd.forward.forwards import ForwardExistsError, write_forward
 
     with users(mail_root, 3) as (plain, link, directory):
         plain.python("import os; open(os.path.expanduser('~/.forward'), 'w').write('mine\\n')")

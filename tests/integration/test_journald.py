@@ -50,7 +50,7 @@ def test_journal_stream_selects_journald_automatically(journald: Journald,
 
 
 def test_failures_carry_error_priority_and_multiline_fields(journald: Journald) -> None:
-    from mailopsd import logs
+    from mailopsd.core import logs
 
     ident = "mailopsd-multiline"
     logs.configure("journald", "debug", journald.socket_path, ident)
@@ -70,7 +70,7 @@ def test_failures_carry_error_priority_and_multiline_fields(journald: Journald) 
 
 
 def test_large_entry_goes_through_memfd(journald: Journald) -> None:
-    from mailopsd import logs
+    from mailopsd.core import logs
 
     ident = "mailopsd-large"
     logs.configure("journald", "info", journald.socket_path, ident)

@@ -22,11 +22,11 @@ import psutil
 import pytest
 from structlog.testing import capture_logs
 
-from mailopsd.config import parse_config
-from mailopsd.rules_snapshot import fingerprint
-from mailopsd.runner import RunOutcome, run_job
-from mailopsd.spamassassin import channel_versions
-from mailopsd.state import StateDB
+from mailopsd.core.config import parse_config
+from mailopsd.core.state import StateDB
+from mailopsd.daemon.runner import RunOutcome, run_job
+from mailopsd.spam.rules_snapshot import fingerprint
+from mailopsd.spam.spamassassin import channel_versions
 from tests.support.common import (
     free_port,
     kill_pid,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd.config import parse_config
+from mailopsd.core.config import parse_config
+from mailopsd.core.state import StateDB
 from mailopsd.sent.service import SentService
-from mailopsd.state import StateDB
 from tests.support.common import scratch_root, wait_until
 from tests.support.users import TestUser
 

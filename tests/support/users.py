@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from mailopsd.users import Account
+from mailopsd.core.users import Account
 from tests.support.common import SupportError, random_suffix
 
 DEFAULT_FOLDERS = (".Sent", ".INBOX.Spam", ".INBOX.Not Spam", ".Trash")
@@ -62,7 +62,7 @@ class TestUser:
 
     @property
     def account(self) -> Account:
-        """This user as mailopsd.users.Account."""
+        """This user as mailopsd.core.users.Account."""
         return Account(self.name, self.uid, self.gid, str(self.home))
 
     @property

@@ -10,7 +10,7 @@ import pytest
 
 from mailopsd.blocker.store import BanStore
 from mailopsd.cli.main import main
-from mailopsd.state import StateDB
+from mailopsd.core.state import StateDB
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from mailopsd.blocker.flood import FloodDetector, count_connections
-from mailopsd.config.schema_firewall import FloodConfig
-from mailopsd.config.types import Duration
+from mailopsd.core.config.schema_firewall import FloodConfig
+from mailopsd.core.config.types import Duration
 
 Addr = namedtuple("Addr", "ip port")
 Conn = namedtuple("Conn", "fd family type laddr raddr status pid")

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from mailopsd import logs
 from mailopsd.blocker.policy import BanDecision
 from mailopsd.blocker.service import BlockerService, create
 from mailopsd.blocker.store import BanStore
-from mailopsd.config import parse_config
+from mailopsd.core import logs
+from mailopsd.core.config import parse_config
+from mailopsd.core.state import StateDB
 from mailopsd.firewall.base import FirewallBackend, canonical_bans
-from mailopsd.state import StateDB
 
 
 class MemoryFirewall(FirewallBackend):

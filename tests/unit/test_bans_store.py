@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from mailopsd.blocker.store import BanStore
-from mailopsd.state import StateDB
+from mailopsd.core.state import StateDB
 
 
 def _store(tmp_path: Path, **kw: object) -> BanStore:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailopsd.bayes_backup import (
+from mailopsd.spam.bayes_backup import (
     MANIFEST,
     InvalidBackupError,
     backup_name,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailopsd.bayes_db import NO_RULES, BayesDB, BayesError, assess, parse_magic
-from mailopsd.config import parse_config
-from mailopsd.users import Account
+from mailopsd.core.config import parse_config
+from mailopsd.core.users import Account
+from mailopsd.spam.bayes_db import NO_RULES, BayesDB, BayesError, assess, parse_magic
 
 # The seed document's own output (24 Dec 2008), in sa-learn's '%3.3f %10u %10u %10u  %s' layout.
 SEED_MAGIC = """\

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from mailopsd.blocker.ignore import IgnoreList, host_addresses
-from mailopsd.blocker.rules import BUILTIN_RULES, rule_specs
-from mailopsd.config import parse_config
-from mailopsd.config.schema_blocker import BanTime
-from mailopsd.errors import ConfigError
+from mailopsd.blocker.rules import rule_specs
+from mailopsd.core.config import parse_config
+from mailopsd.core.config.rule_names import BUILTIN_RULES
+from mailopsd.core.config.schema_blocker import BanTime
+from mailopsd.core.errors import ConfigError
 
 
 def blocker(data: dict[str, Any]) -> Any:

@@ -18,7 +18,7 @@ from mailopsd.blocker.parse import LineParser, normalise_ip
 from mailopsd.blocker.policy import BanPolicy
 from mailopsd.blocker.rules import rule_specs
 from mailopsd.blocker.scan import scan_file
-from mailopsd.config import parse_config
+from mailopsd.core.config import parse_config
 
 CFG = parse_config({"blocker": {"ignore_self": False, "ignore": ["192.0.2.0/28"],
                                 "rules": {"auth-failed": {"maxretry": 2},

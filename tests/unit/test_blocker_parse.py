@@ -9,8 +9,9 @@ import time
 import pytest
 
 from mailopsd.blocker.parse import LineParser, Match, line_time, normalise_ip
-from mailopsd.blocker.rules import AUTHENTICATED, rule_specs
-from mailopsd.config import parse_config
+from mailopsd.blocker.rules import rule_specs
+from mailopsd.core.config import parse_config
+from mailopsd.core.config.rule_names import AUTHENTICATED
 
 
 def parser(blocker: dict[str, object] | None = None) -> LineParser:

@@ -11,7 +11,7 @@ import pytest
 from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.parse import Match
 from mailopsd.blocker.policy import BanDecision, BanPolicy
-from mailopsd.config import parse_config
+from mailopsd.core.config import parse_config
 
 T0 = time.mktime((2026, 11, 24, 8, 0, 0, 0, 0, -1))
 HOUR = 3600.0

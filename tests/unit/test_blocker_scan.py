@@ -17,7 +17,7 @@ from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.policy import BanPolicy
 from mailopsd.blocker.scan import scan_file
 from mailopsd.cli.main import main
-from mailopsd.config import parse_config
+from mailopsd.core.config import parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
@@ -134,7 +134,7 @@ def test_scan_log_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_help_stays_light() -> None:
     code = ("import sys, mailopsd.cli.main as m; m.build_parser(); "
             "print(sorted(k for k in sys.modules if k.startswith(('mailopsd.blocker', "
-            "'mailopsd.config', 'psutil'))))")
+            "'mailopsd.core.config', 'psutil'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO).stdout
     assert "mailopsd.blocker" not in out and "psutil" not in out

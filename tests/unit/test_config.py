@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mailopsd.cli.main import main
-from mailopsd.config import DEFAULT_CONFIG_PATH, config_path_from, load_config, parse_config
-from mailopsd.errors import ConfigError
+from mailopsd.core.config import DEFAULT_CONFIG_PATH, config_path_from, load_config, parse_config
+from mailopsd.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailopsd.config import parse_config
-from mailopsd.daemon import Daemon
+from mailopsd.core.config import parse_config
+from mailopsd.daemon.main import Daemon
+from mailopsd.daemon.scheduling import make_scheduler
 
 
 class FakeService:
@@ -29,12 +30,12 @@ def test_alive_requires_running_scheduler_and_live_services(tmp_path: Path) -> N
                                    "run_dir": str(tmp_path / "r")}})
     daemon = Daemon(cfg, str(tmp_path / "c.toml"))
     assert not daemon.alive(), "no scheduler yet"
-    daemon.scheduler = daemon._make_scheduler()
+    daemon.scheduler = make_scheduler(cfg)
     daemon._schedule_jobs()
     daemon.scheduler.start()
     try:
         service = FakeService()
-        daemon.services["fake"] = service
+        daemon.services.running["fake"] = service
         assert daemon.alive()
         service.healthy = False
         assert not daemon.alive()
@@ -50,6 +51,6 @@ def test_scheduler_job_defaults_are_explicit(tmp_path: Path) -> None:
     cfg = parse_config({"daemon": {"state_dir": str(tmp_path / "s"),
                                    "run_dir": str(tmp_path / "r"),
                                    "misfire_grace_time": "30m"}})
-    sched = Daemon(cfg, "x")._make_scheduler()
+    sched = make_scheduler(cfg)
     assert sched._job_defaults == {"misfire_grace_time": 1800, "coalesce": True,
                                    "max_instances": 1}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailopsd.config import parse_config
-from mailopsd.errors import ConfigError
+from mailopsd.core.config import parse_config
+from mailopsd.core.errors import ConfigError
 
 
 def test_defaults_close_port_25_with_iptables() -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mailopsd.errors import FirewallError
+from mailopsd.core.errors import FirewallError
 from mailopsd.firewall import nftables as nft
 from mailopsd.firewall.base import canonical, canonical_bans
 

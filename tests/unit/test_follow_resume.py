@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from mailopsd.follow import LogFollower
-from mailopsd.state import StateDB
+from mailopsd.core.state import StateDB
+from mailopsd.logtail.follow import LogFollower
 
 
 class Sink:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd.config import parse_config
-from mailopsd.errors import ConfigError
-from mailopsd.forwards import (
+from mailopsd.core.config import parse_config
+from mailopsd.core.errors import ConfigError
+from mailopsd.core.users import Account
+from mailopsd.daemon.registry import JOBS
+from mailopsd.forward.forwards import (
     DEFAULT_TEMPLATE,
     ForwardsError,
     forward_state,
@@ -17,8 +19,6 @@ from mailopsd.forwards import (
     parse_filter_test,
     validate_template,
 )
-from mailopsd.registry import JOBS
-from mailopsd.users import Account
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,19 +1,19 @@
-"""sa-learn command building and judging (mailopsd.bayes), config, and mailbox discovery."""
+"""sa-learn command building and judging (mailopsd.spam.bayes), config, and mailbox discovery."""
 
 from __future__ import annotations
 
 import pytest
 
-from mailopsd.bayes import (
+from mailopsd.core.config import parse_config
+from mailopsd.core.errors import ConfigError
+from mailopsd.core.users import find_mailboxes
+from mailopsd.spam.bayes import (
     Learned,
     learn_outcome,
     list_file_text,
     parse_learned,
     sa_learn_argv,
 )
-from mailopsd.config import parse_config
-from mailopsd.errors import ConfigError
-from mailopsd.users import find_mailboxes
 
 
 def test_argv_learns_one_class_from_a_list_without_the_silent_size_limit() -> None:

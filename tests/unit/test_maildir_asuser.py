@@ -1,4 +1,4 @@
-"""The as-user worker protocol (mailopsd.asuser) and the staging directory (mailopsd.staging)."""
+"""The as-user worker protocol (mailopsd.core.asuser) and staging (mailopsd.spam.staging)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from mailopsd.asuser import AsUserError, Channel, _FrameReader, drop_privileges, run_as
-from mailopsd.staging import Staging, remove_leftovers
-from mailopsd.users import Account
+from mailopsd.core.asuser import AsUserError, Channel, _FrameReader, drop_privileges, run_as
+from mailopsd.core.users import Account
+from mailopsd.spam.staging import Staging, remove_leftovers
 
 
 class Sink:

@@ -1,4 +1,4 @@
-"""mailopsd.maildir and maildir_ops on a real filesystem, as the current user."""
+"""mailopsd.maildir.folder and maildir_ops on a real filesystem, as the current user."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from mailopsd.errors import UnsafePathError
-from mailopsd.maildir import FolderMissing, Maildir, MessageRef
-from mailopsd.maildir_ops import apply, collect
+from mailopsd.core.errors import UnsafePathError
+from mailopsd.maildir.folder import FolderMissing, Maildir, MessageRef
+from mailopsd.maildir.ops import apply, collect
 
 UID = os.getuid()
 

@@ -1,4 +1,4 @@
-"""Maildir names and flags: the pure helpers in mailopsd.maildir."""
+"""Maildir names and flags: the pure helpers in mailopsd.maildir.folder."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailopsd.maildir import (
+from mailopsd.maildir.folder import (
     MessageRef,
     check_folder_name,
     split_info,

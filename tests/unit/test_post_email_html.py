@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailopsd.html_text import html_to_text
+from mailopsd.forward.html_text import html_to_text
 
 
 def test_paragraphs_breaks_and_entities() -> None:

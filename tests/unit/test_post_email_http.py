@@ -20,7 +20,7 @@ from types import TracebackType
 
 import pytest
 
-from mailopsd.post_email import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE, post_email
+from mailopsd.forward.post_email import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE, post_email
 
 MAILOPSD = str(Path(sys.executable).with_name("mailopsd"))
 MESSAGE = ("From: Alice <alice@example.test>\nTo: Bob <bob@site.example>\nSubject: Hi\n"

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailopsd.post_email import (
+from mailopsd.forward.message import extract_fields, parse_message, to_domain
+from mailopsd.forward.post_email import (
     EX_DATAERR,
     EX_USAGE,
     PostEmailError,
@@ -16,7 +17,6 @@ from mailopsd.post_email import (
     read_message,
     redact_url,
 )
-from mailopsd.post_email_message import extract_fields, parse_message, to_domain
 
 
 def fields_of(raw: bytes) -> dict[str, str]:

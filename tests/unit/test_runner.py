@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd.config import parse_config
-from mailopsd.errors import JobBusyError, JobCancelled
-from mailopsd.runner import JobResult, job_lock, run_job
-from mailopsd.state import StateDB
+from mailopsd.core.config import parse_config
+from mailopsd.core.errors import JobBusyError, JobCancelled
+from mailopsd.core.locks import job_lock
+from mailopsd.core.state import StateDB
+from mailopsd.daemon.runner import JobResult, run_job
 from tests.support.daemon import run_cli, write_config
 
 
@@ -26,7 +27,7 @@ def sandbox(tmp_path: Path) -> tuple[object, StateDB]:
 
 
 def fake_job(monkeypatch: pytest.MonkeyPatch, fn) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("mailopsd.runner.job_function", lambda _id: fn)
+    monkeypatch.setattr("mailopsd.daemon.runner.job_function", lambda _id: fn)
 
 
 def test_successful_run_is_recorded_with_counts(sandbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -96,7 +97,7 @@ def test_second_run_while_locked_is_busy(sandbox) -> None:  # type: ignore[no-un
 def test_run_job_exits_75_while_another_process_holds_the_job(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from mailopsd.runner import job_lock\n"
+        "import sys, time; from mailopsd.core.locks import job_lock\n"
         f"l = job_lock({str(tmp_path / 'run')!r}, 'housekeeping'); l.acquire()\n"
         "print('held', flush=True); time.sleep(30)")], stdout=subprocess.PIPE, text=True)
     try:
@@ -118,7 +119,7 @@ def test_unknown_job_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_cancelled_helper_raises(sandbox) -> None:  # type: ignore[no-untyped-def]
-    from mailopsd.runner import JobContext
+    from mailopsd.daemon.runner import JobContext
 
     cfg, state = sandbox
     ev = threading.Event()

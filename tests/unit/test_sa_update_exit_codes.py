@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from mailopsd.config import parse_config
-from mailopsd.runner import RunOutcome, run_job
-from mailopsd.state import StateDB
+from mailopsd.core.config import parse_config
+from mailopsd.core.state import StateDB
+from mailopsd.daemon.runner import RunOutcome, run_job
 
 # Writes ``# UPDATE version <n>`` into --updatedir when told to, exits with the scripted code.
 FAKE_SA_UPDATE = """#!/bin/sh

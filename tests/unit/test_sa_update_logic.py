@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd.config import parse_config
-from mailopsd.errors import ConfigError
-from mailopsd.rules_snapshot import RulesSnapshot, fingerprint
-from mailopsd.spamassassin import (
+from mailopsd.core.config import parse_config
+from mailopsd.core.errors import ConfigError
+from mailopsd.spam.rules_snapshot import RulesSnapshot, fingerprint
+from mailopsd.spam.spamassassin import (
     SaUpdateError,
     channel_versions,
     classify_sa_update,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mailopsd.daemon import catch_up_due
-from mailopsd.schedule import parse_cron
+from mailopsd.core.schedule import parse_cron
+from mailopsd.daemon.scheduling import catch_up_due
 
 UTC = UTC
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 2026-11-23 is a Monday

@@ -11,11 +11,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mailopsd.config import parse_config
+from mailopsd.core.config import parse_config
+from mailopsd.core.state import StateDB
+from mailopsd.core.users import Account
 from mailopsd.sent.fixer import ALREADY, FIXED, GONE, IGNORED, PENDING, UNSAFE, SentFixer
 from mailopsd.sent.scan import expire, scan_user
-from mailopsd.state import StateDB
-from mailopsd.users import Account
 
 EXIM_ID = "1xVz3i-0004Li-0s"
 

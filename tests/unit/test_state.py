@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd.errors import StateError
-from mailopsd.state import SCHEMA_VERSION, StateDB, split_sql
+from mailopsd.core.errors import StateError
+from mailopsd.core.state import SCHEMA_VERSION, StateDB, split_sql
 
 
 def test_new_database_is_migrated_to_the_current_schema_in_wal_mode(tmp_path: Path) -> None:

@@ -1,0 +1,52 @@
+"""Field helpers shared by every schema module."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from mailopsd.core.config.types import Duration
+from mailopsd.core.schedule import parse_cron
+
+
+def opt(default: Any = dataclasses.MISSING, *, key: str | None = None,
+        check: Callable[[Any], object] | None = None, factory: Callable[[], Any] | None = None,
+        doc: str = "") -> Any:
+    """A dataclass field with its TOML spelling, validator and one-line documentation."""
+    meta: dict[str, Any] = {"doc": doc}
+    if key:
+        meta["key"] = key
+    if check:
+        meta["check"] = check
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def positive(value: float) -> None:
+    """Validator: the number must be > 0."""
+    if value <= 0:
+        raise ValueError(f"must be greater than 0 (got {value})")
+
+
+def non_negative(value: float) -> None:
+    """Validator: the number must be >= 0."""
+    if value < 0:
+        raise ValueError(f"must be 0 or more (got {value})")
+
+
+def cron(value: str) -> None:
+    """Validator: a crontab expression with crontab's day-of-week meaning."""
+    parse_cron(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSettings:
+    """What every scheduled job has: whether and when it runs, and how long it may take."""
+
+    enabled: bool = opt(True, doc="run this job on its schedule")
+    schedule: str = opt("0 4 * * *", check=cron, doc="crontab expression (crontab weekdays)")
+    random_delay: Duration = opt(Duration(0), doc="random delay added to each scheduled start")
+    timeout: Duration = opt(Duration(7200), check=positive, doc="the job is cancelled after this")
+    catch_up: bool = opt(True, doc="run soon after start if a scheduled run was missed")

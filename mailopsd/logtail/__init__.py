@@ -1,0 +1,7 @@
+"""Following a log file by name, across rotation, resuming at an exact position.
+
+Owns: ``follow`` (LogFollower: watchdog wake-ups with a stat fallback, rename and copytruncate
+rotation, a saved (dev, inode, offset, first-line hash) position) and ``reader`` (whole lines
+only, bounded length). Used by every log reader: the blocker (Exim mainlog) and the Sent fixer
+(the recipients log). May import: core only.
+"""
