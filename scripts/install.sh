@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install everything mailopsd and its tests need on Debian 12, idempotently (run as root):
-# the Debian packages (without starting their services), a venv at ./.venv built from Debian's
-# Python (so that test users can execute it too), and mailopsd with its test extra.
+# the Debian packages (without starting their services), including mailopsd's own libraries as
+# Debian ships them (python3-apscheduler, python3-iptables, ...), a venv at ./.venv built from
+# Debian's Python with those system packages visible (so the tests run against exactly the
+# versions the Debian package depends on, and test users can execute it too), mailopsd itself
+# (editable, no dependency taken from PyPI) and the developer tools (ruff, mypy) from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +13,10 @@ PACKAGES=(
   iptables nftables iproute2 systemd util-linux procps
   fail2ban time
   python3 python3-venv python3-dev gcc
+  # mailopsd's runtime libraries, bookworm's versions (the Debian package depends on these)
+  python3-apscheduler python3-iptables python3-structlog python3-watchdog python3-psutil
+  # the test suite's libraries from Debian
+  python3-pytest python3-hypothesis python3-aiosmtpd python3-setuptools python3-wheel
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -39,9 +46,12 @@ fi
 
 # Debian's python, not a per-user one: mailbox users run `mailopsd post-email` from .forward.
 PY=/usr/bin/python3
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' \
+   || ! grep -q '^include-system-site-packages = true' .venv/pyvenv.cfg; then
   rm -rf .venv
-  "$PY" -m venv .venv
+  "$PY" -m venv --system-site-packages .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# --no-deps --no-build-isolation: every library comes from Debian (above), none from PyPI.
+.venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+.venv/bin/pip install -q --disable-pip-version-check "ruff>=0.6" "mypy>=1.10"
 .venv/bin/mailopsd --version
