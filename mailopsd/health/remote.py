@@ -49,8 +49,12 @@ def tls_checks(config: Any, samples: Samples, now: float) -> list[Check]:
     from mailopsd.health.tls import Endpoint, check_endpoint
 
     h = config.health
-    endpoints = ([Endpoint(t.url, t.cert) for t in h.tls] if h.tls
-                 else [Endpoint(u, c, implicit_default=True) for u, c in DEFAULT_TLS])
+    if h.tls:
+        endpoints = [Endpoint(t.url, t.cert) for t in h.tls]
+    elif h.tls_defaults:
+        endpoints = [Endpoint(u, c, implicit_default=True) for u, c in DEFAULT_TLS]
+    else:
+        return []
     checks = []
     for ep in endpoints:
         check = check_endpoint(ep, float(h.tls_timeout), float(h.cert_warn), samples, now)

@@ -138,6 +138,8 @@ class HealthConfig:
     dns_timeout: Duration = opt(Duration(3), check=positive, doc="per DNS look-up")
     cert_warn: Duration = opt(Duration(14 * 86400), check=positive)
     tls: tuple[TlsEndpoint, ...] = opt((), doc="none given: Exim's and Dovecot's own")
+    tls_defaults: bool = opt(True, doc="with no [[health.tls]]: probe 127.0.0.1 on 25, 465, "
+                                       "587 (Exim) and 993, 143 (Dovecot); absent ones omitted")
     tls_timeout: Duration = opt(Duration(5), check=positive, doc="per TLS connection")
     dkim_domains: tuple[str, ...] = opt((), check=_hostnames)
     dkim_selector_file: str = opt("", check=_optional_path,
