@@ -70,7 +70,7 @@ def _read(path: str) -> bytes:
         raise DeployError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def deploy(config: Any, lineage: str, settle: float = 15.0) -> list[str]:
+def deploy(config: Any, lineage: str) -> list[str]:
     """Install the lineage, reload, check what is served; returns report lines.
 
     Raises DeployError (nothing written when the key does not match the certificate).
@@ -102,7 +102,7 @@ def deploy(config: Any, lineage: str, settle: float = 15.0) -> list[str]:
     log.info("tls_deployed", lineage=lineage, files=len(report), reloaded=list(td.reload))
     if not td.reload:
         return report  # nothing reloaded: the old certificate is still served, by design
-    report.extend(check_served(td.check_urls, chain, settle))
+    report.extend(check_served(td.check_urls, chain, float(td.served_wait)))
     return report
 
 

@@ -166,3 +166,5 @@ class TlsDeployConfig:
     check_urls: tuple[str, ...] = opt(("smtp://127.0.0.1:25", "imaps://127.0.0.1:993"),
                                       check=_tls_urls,
                                       doc="served-certificate check after the reload")
+    served_wait: Duration = opt(Duration(15), check=positive,
+                                doc="how long the reloaded services get to serve the new one")
