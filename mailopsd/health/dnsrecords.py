@@ -61,11 +61,9 @@ def _spf_record(resolver: dns.resolver.Resolver, domain: str) -> str | None:
     return records[0] if len(records) == 1 else None
 
 
-def _addresses_of(resolver: dns.resolver.Resolver, name: str) -> list[str]:
-    out: list[str] = []
-    for rdtype in ("A", "AAAA"):
-        out.extend(query(resolver, name, rdtype) or ())
-    return out
+def _addresses_of(resolver: dns.resolver.Resolver, name: str, address: str) -> list[str]:
+    """A records for an IPv4 ``address``, AAAA for IPv6 (RFC 7208 5.3: only its family)."""
+    return query(resolver, name, "AAAA" if ":" in address else "A") or []
 
 
 def _in(address: str, spec: str, default_len: str | None = None) -> bool:
@@ -113,12 +111,12 @@ def spf_passes(resolver: dns.resolver.Resolver, domain: str, address: str,
                 matched = spf_passes(resolver, target, address, budget)
             elif mech == "a":
                 matched = any(_in(address, a, cidr or ("128" if ":" in a else "32"))
-                              for a in _addresses_of(resolver, target))
+                              for a in _addresses_of(resolver, target, address))
             else:
                 for mx in query(resolver, target, "MX") or ():
                     host = mx.split()[-1]
                     if any(_in(address, a, cidr or ("128" if ":" in a else "32"))
-                           for a in _addresses_of(resolver, host)):
+                           for a in _addresses_of(resolver, host, address)):
                         matched = True
                         break
         if matched:
