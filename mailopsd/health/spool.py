@@ -3,8 +3,10 @@
 A -H file starts: "<id>-H", "<user> <uid> <gid>", "<sender>", "<arrival time> <warnings>",
 then "-flag" lines (``-frozen <time>`` among them; ``-acl[cm] NAME LEN`` is followed by a LEN
 byte value that may hold newlines). What ``exim -bpc`` counts is every -H file in input/
-(and input/?/ with split_spool_directory). Files are re-read only when their stat changes, so
-a scrape of a 10,000-message queue costs one directory listing and one stat per message.
+(and input/?/ with split_spool_directory). Exim never rewrites a -H file in place: it writes
+a new one and renames it over the old (spool_out.c), so the inode the directory listing already
+carries (d_ino) tells a changed file: a scrape of a 10,000-message queue costs one directory
+listing and no per-message system call; only new or rewritten -H files are read.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class SpoolReader:
 
     def __init__(self, spool: str) -> None:
         self.input_dir = os.path.join(spool, "input")
-        self._cache: dict[str, tuple[tuple[int, int, int], tuple[float, bool] | None]] = {}
+        self._cache: dict[str, tuple[int, tuple[float, bool] | None]] = {}
         self._lock = threading.Lock()
 
     def stats(self) -> QueueStats:
@@ -90,7 +92,7 @@ class SpoolReader:
             return self._scan()
 
     def _scan(self) -> QueueStats:
-        seen: dict[str, tuple[tuple[int, int, int], tuple[float, bool] | None]] = {}
+        seen: dict[str, tuple[int, tuple[float, bool] | None]] = {}
         try:
             self._scan_dir(self.input_dir, seen, top=True)
         except FileNotFoundError:
@@ -110,25 +112,20 @@ class SpoolReader:
                 oldest = arrival
         return QueueStats(messages, frozen, oldest, unreadable)
 
-    def _scan_dir(self, directory: str, seen: dict[str, tuple[tuple[int, int, int],
-                                                             tuple[float, bool] | None]],
+    def _scan_dir(self, directory: str, seen: dict[str, tuple[int, tuple[float, bool] | None]],
                   top: bool) -> None:
         with os.scandir(directory) as entries:
             for entry in entries:
                 name = entry.name
                 if name.endswith("-H"):
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:  # delivered while we looked
-                        continue
-                    key = (st.st_ino, st.st_mtime_ns, st.st_size)
+                    key = entry.inode()  # from the listing itself: no stat
                     cached = self._cache.get(entry.path)
                     if cached is not None and cached[0] == key:
                         seen[entry.path] = cached
                         continue
                     try:
                         parsed = parse_header_file(_read_head(entry.path))
-                    except FileNotFoundError:
+                    except FileNotFoundError:  # delivered while we looked
                         continue
                     except OSError:
                         parsed = None
