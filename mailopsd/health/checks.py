@@ -44,14 +44,25 @@ class HealthChecks:
         """Queue, paniclog, spamd log; with their samples."""
         now = time.time() if now is None else now
         samples = Samples()
-        checks = [*self._queue(samples, now), self._paniclog(samples, now)]
-        checks.extend(self._spamd(samples))
-        return [c for c in checks if c is not None], samples
+        checks: list[Check] = []
+        for name, step in (("exim_queue", lambda s: self._queue(s, now)),
+                           ("exim_paniclog", lambda s: [self._paniclog(s, now)]),
+                           ("spamd", self._spamd)):
+            try:
+                checks.extend(c for c in step(samples) if c is not None)
+            except Exception as exc:  # e.g. an unreadable spool: say so, keep checking
+                checks.append(Check(name, UNKNOWN, f"check failed: {exc}"[:300],
+                                    "run as root; see the daemon's log",
+                                    event="health_check_failed"))
+        return checks, samples
 
     def scrape_samples(self) -> Samples:
         """Figures read at scrape time: the spool and the state database."""
         samples = self.state.samples()
-        q = self.spool.stats()
+        try:
+            q = self.spool.stats()
+        except OSError:
+            return samples  # unreadable spool: the queue families stay without samples
         samples.set("exim_queue_messages", q.messages)
         samples.set("exim_queue_frozen_messages", q.frozen)
         samples.set("exim_queue_oldest_message_age_seconds", q.oldest_age())
@@ -159,6 +170,7 @@ class HealthChecks:
         checks: list[Check] = []
         for name, step in (("spamassassin_bayes", self._bayes),
                            ("spamassassin_rules_age", self._rules_age),
+                           ("tls_files", lambda s: remote.tls_file_checks(self.config)),
                            ("dnsbl", lambda s: remote.dnsbl_checks(self.config, s)),
                            ("tls", lambda s: remote.tls_checks(self.config, s, now)),
                            ("dns_records", lambda s: remote.record_checks(

@@ -107,3 +107,10 @@ def record_checks(config: Any, samples: Samples, none_since: dict[str, float],
             none_since.pop(domain, None)
         checks.append(check)
     return checks
+
+
+def tls_file_checks(config: Any) -> list[Check]:
+    """The [tls-deploy] certificate/key files, where they exist."""
+    from mailopsd.health.tlsfiles import file_checks
+
+    return file_checks(config)

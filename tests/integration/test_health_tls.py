@@ -230,3 +230,32 @@ def test_tls_deploy_reloads_exim_which_then_serves_the_new_certificate(tls: Tls)
                       str(lineage(tls, "second", "short.crt", "short.key")))
         assert res.returncode == 0, res.stdout + res.stderr
         assert f"smtp://127.0.0.1:{exim.port} serves the new certificate" in res.stdout
+
+
+def test_health_sees_a_key_exim_cannot_read_and_a_mismatched_pair(tls: Tls) -> None:
+    name = "files"
+    config = deploy_config(tls, name, [], [])
+    assert run_cli(config, "tls-deploy", "--lineage",
+                   str(lineage(tls, "files", "other.crt", "other.key"))).returncode == 0
+    text = config.read_text() + (
+        f'\n[health]\nexim_spool = "{tls.root / "none"}"\ndnsbl_zones = []\nspamd_log = ""\n'
+        f'paniclog = "{tls.root / "none.log"}"\ntls_defaults = false\n'
+        '[jobs.learn-spam]\nenabled = false\n[jobs.sa-update]\nenabled = false\n')
+    config.write_text(text.replace('\n[health]\nenabled = false', '', 1))
+
+    def files_check(service: str) -> dict[str, str]:
+        res = run_cli(config, "health", "--json")
+        found: dict[str, str] = next(c for c in json.loads(res.stdout)
+                                     if c["name"] == f"tls_files {service}")
+        return found
+
+    assert files_check("exim")["status"] == "OK"
+    assert files_check("dovecot")["status"] == "OK"
+    exim_key = tls.root / name / "dest" / "exim" / "privkey.pem"
+    exim_key.chmod(0o600)  # the seed's failure: root-only key after a renewal
+    check = files_check("exim")
+    assert check["status"] == "CRIT" and "Debian-exim cannot read" in check["figure"]
+    exim_key.write_bytes((tls.certs / "short.key").read_bytes())
+    exim_key.chmod(0o640)
+    check = files_check("exim")
+    assert check["status"] == "CRIT" and "is not the key of" in check["figure"]
