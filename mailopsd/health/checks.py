@@ -21,6 +21,7 @@ from mailopsd.health.spool import SpoolReader
 from mailopsd.health.statedb import StateFigures
 
 SPAMD_TAIL = 4 << 20  # spamd lines read from the end of a log the first time
+BAYES_EVERY = 900.0  # seconds between two `sa-learn --dump magic` in the daemon
 
 
 class HealthChecks:
@@ -37,6 +38,7 @@ class HealthChecks:
         self.state = StateFigures(os.path.join(config.daemon.state_dir, "state.db"),
                                   config.blocker.mainlog, config.blocker.firewall.backend)
         self.dmarc_none_since: dict[str, float] = {}
+        self._bayes_last: tuple[float, list[Check], Samples] | None = None
         self.lock = threading.Lock()
 
     # ---- cheap, every poll -------------------------------------------------------------------
@@ -183,8 +185,20 @@ class HealthChecks:
         return checks, samples
 
     def _bayes(self, samples: Samples) -> list[Check]:
+        """Bayes counts from `sa-learn --dump magic` (a Perl start): at most every 15 min."""
         if not self.config.jobs.learn_spam.enabled:
             return []
+        last = self._bayes_last
+        if last is not None and time.monotonic() - last[0] < BAYES_EVERY:
+            samples.update(last[2])
+            return last[1]
+        own = Samples()
+        checks = self._bayes_now(own)
+        self._bayes_last = (time.monotonic(), checks, own)
+        samples.update(own)
+        return checks
+
+    def _bayes_now(self, samples: Samples) -> list[Check]:
         from mailopsd.spam.bayes_db import BayesDB, assess
 
         db = BayesDB.from_config(self.config)
