@@ -36,7 +36,8 @@ class HealthChecks:
         self.spamd_cursor = LogCursor(h.spamd_log, tail_bytes=SPAMD_TAIL) if h.spamd_log else None
         self.spamd = SpamdTally()
         self.state = StateFigures(os.path.join(config.daemon.state_dir, "state.db"),
-                                  config.blocker.mainlog, config.blocker.firewall.backend)
+                                  config.blocker.mainlog, config.blocker.firewall.backend,
+                                  follow_log=config.blocker.enabled)
         self.dmarc_none_since: dict[str, float] = {}
         self._bayes_last: tuple[float, list[Check], Samples] | None = None
         self.lock = threading.Lock()

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from mailopsd.health.model import Samples
 
 _EXIM_STAMP = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
+COUNT_PER_SCRAPE = 16 << 20  # mainlog bytes counted per scrape: a big log catches up, never stalls
 
 
 @contextmanager
@@ -37,10 +38,11 @@ def _readonly(path: str) -> Iterator[sqlite3.Connection | None]:
 class StateFigures:
     """Samples for mailopsd_bans_*, mailopsd_job_* and mailopsd_log_* from state.db."""
 
-    def __init__(self, db_path: str, mainlog: str, backend: str) -> None:
+    def __init__(self, db_path: str, mainlog: str, backend: str, follow_log: bool = True) -> None:
         self.db_path = db_path
         self.mainlog = mainlog
         self.backend = backend
+        self.follow_log = follow_log  # the blocker is on: its mainlog position means something
         self._lines_total = 0
         self._counted: tuple[int, int] | None = None  # (inode, offset) counted up to
         self._lock = threading.Lock()
@@ -55,7 +57,8 @@ class StateFigures:
                 if conn is not None:
                     self._bans(conn, out)
                     self._jobs(conn, out)
-                    self._log(conn, out, now)
+                    if self.follow_log:
+                        self._log(conn, out, now)
         except sqlite3.Error:
             pass  # busy or mid-migration: this scrape has fewer samples, the next one catches up
         return out
@@ -109,8 +112,9 @@ class StateFigures:
         if self._counted is not None and self._counted[0] == ino and self._counted[1] <= offset:
             start = self._counted[1]
         pos = start
-        while pos < offset:
-            chunk = os.pread(fd, min(1 << 20, offset - pos), pos)
+        stop = min(offset, start + COUNT_PER_SCRAPE)
+        while pos < stop:
+            chunk = os.pread(fd, min(1 << 20, stop - pos), pos)
             if not chunk:
                 break
             self._lines_total += chunk.count(b"\n")

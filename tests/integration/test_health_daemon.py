@@ -81,8 +81,10 @@ def test_daemon_logs_paniclog_and_frozen_events_within_seconds_and_serves_metric
                          result="failed") == 1
             assert value(families, "mailopsd_job_last_success_timestamp_seconds",
                          job="bayes-stats") > 0
-            assert value(families, "mailopsd_log_lines_total") == 1
-            assert 100 < value(families, "mailopsd_log_lag_seconds") < 600
+            # the blocker is off here, so its mainlog position says nothing: no lag sample
+            # (tests/unit/test_health_statedb.py covers the log figures)
+            with pytest.raises(AssertionError):
+                value(families, "mailopsd_log_lag_seconds")
             assert value(families, "exim_queue_messages") == 0
 
             sent = time.monotonic()
