@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,3 +155,25 @@ def test_selector_comes_from_the_seed_selector_file(dns: Dns) -> None:
                      dkim_private_key=str(dns.signing_key))
     checks = {c["name"]: c for c in json.loads(res.stdout)}
     assert checks["dkim good.test"]["status"] == "OK", res.stdout + res.stderr
+
+
+def test_daemon_logs_own_address_listed_within_seconds(dns: Dns) -> None:
+    from tests.support.daemon import MailopsdProcess
+
+    root = dns.root / "mo-daemon"
+    config = write_config(
+        root, health={"enabled": True, "nameservers": ["127.0.0.1"], "addresses": [LISTED],
+                      "dnsbl_zones": ["bl.test", "zen.test"], "exim_spool": str(root / "none"),
+                      "paniclog": str(root / "none.log"), "spamd_log": "",
+                      "tls_defaults": False, "interval": "1h"},
+        jobs={"learn-spam": {"enabled": False}, "sa-update": {"enabled": False}})
+    argv = dns.ns.argv([MAILOPSD, "--config", str(config), "run"])
+    with MailopsdProcess(config, argv=argv) as daemon:
+        started = time.monotonic()
+        listed = daemon.wait_event("dnsbl_listed", timeout=20)
+        assert time.monotonic() - started < 15
+        assert listed["zone"] == "bl.test" and listed["addresses"] == [LISTED]
+        assert listed["level"] == "error" and listed["status"] == "CRIT"
+        refused = daemon.wait_event("dnsbl_query_refused", timeout=10)
+        assert refused["zone"] == "zen.test" and refused["status"] == "WARN"
+    assert daemon.proc.returncode == 0

@@ -156,3 +156,35 @@ def test_health_config_tables_parse_and_bad_keys_are_named() -> None:
     keys = {p.key for p in err.value.problems}
     assert {"metrics.listen", "metrics.textfile", "health.addresses", "health.tls[0].url",
             "health.tls[0].cert", "health.queue_warn", "tls-deploy.reload"} <= keys
+
+
+@given(st.text(max_size=300))
+def test_hostile_spamd_lines_never_crash_or_invent_results(line: str) -> None:
+    result = parse_spamd_result(line)
+    assert result is None or "spamd: result: " in line
+
+
+def test_metrics_endpoint_serves_every_family_on_ipv4_and_ipv6_loopback() -> None:
+    import socket
+    import urllib.request
+
+    from mailopsd.core.config.schema_health import split_hostport
+    from mailopsd.health.metrics import METRICS, MetricsServer, make_registry
+    from mailopsd.health.model import Samples
+
+    assert split_hostport("[::1]:9597") == ("::1", 9597)
+    samples = Samples()
+    samples.set("exim_queue_messages", 3)
+    for host, url_host in (("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")):
+        if host == "::1" and not socket.has_ipv6:
+            continue
+        server = MetricsServer(host, 0, make_registry(lambda: samples))
+        server.start()
+        try:
+            with urllib.request.urlopen(f"http://{url_host}:{server.port}/metrics",
+                                        timeout=10) as resp:
+                text = resp.read().decode()
+        finally:
+            server.stop()
+        assert "exim_queue_messages 3.0" in text
+        assert text.count("# TYPE ") == len(METRICS)
