@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import glob
 import os
-import threading
 import time
 from typing import Any
 
+from mailopsd.core.state import DB_NAME
 from mailopsd.health.logs import LogCursor, PaniclogTally, SpamdTally
 from mailopsd.health.model import CRIT, OK, UNKNOWN, WARN, Check, Samples, human_age
 from mailopsd.health.spool import SpoolReader
@@ -35,12 +35,11 @@ class HealthChecks:
         self.panic = PaniclogTally()
         self.spamd_cursor = LogCursor(h.spamd_log, tail_bytes=SPAMD_TAIL) if h.spamd_log else None
         self.spamd = SpamdTally()
-        self.state = StateFigures(os.path.join(config.daemon.state_dir, "state.db"),
+        self.state = StateFigures(os.path.join(config.daemon.state_dir, DB_NAME),
                                   config.blocker.mainlog, config.blocker.firewall.backend,
                                   follow_log=config.blocker.enabled)
         self.dmarc_none_since: dict[str, float] = {}
         self._bayes_last: tuple[float, list[Check], Samples] | None = None
-        self.lock = threading.Lock()
 
     # ---- cheap, every poll -------------------------------------------------------------------
     def local(self, now: float | None = None) -> tuple[list[Check], Samples]:

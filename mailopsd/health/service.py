@@ -42,6 +42,7 @@ class HealthService:
         self._threads: list[threading.Thread] = []
         self._server: Any = None
         self._registry: Any = None
+        self._primed = False  # the first local round has read what the logs already held
 
     # ---- service contract -------------------------------------------------------------------
     def start(self) -> None:
@@ -98,12 +99,15 @@ class HealthService:
     def _local_loop(self) -> None:
         if self.config.health.enabled:
             checks, samples = self.checks.local()
-            for line in self.checks.panic.new[-20:]:
+            # lines already there at start are not news: the status event below names the last
+            new = self.checks.panic.new if self._primed else []
+            self._primed = True
+            for line in new[-20:]:
                 self.log.error("exim_paniclog_written", line=line[:1000],
                                path=self.config.health.paniclog)
             with self._lock:
                 self._local = (checks, samples)
-            self._events(checks, skip_paniclog=bool(self.checks.panic.new))
+            self._events(checks, skip_paniclog=bool(new))
         self._write_textfile()
 
     def _remote_loop(self) -> None:

@@ -84,7 +84,7 @@ def spamc(port: int, subject: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory: Any) -> Iterator[Scene]:
+def scene() -> Iterator[Scene]:
     from tests.support.common import scratch_root
 
     with scratch_root() as root, PrivateExim(root, extra_routers=BROKEN_ROUTERS) as exim:

@@ -52,14 +52,21 @@ def test_event_on_turning_bad_and_on_recovery_not_while_it_stays_bad(tmp_path: P
 
 def test_new_paniclog_lines_are_events_with_the_line(tmp_path: Path) -> None:
     svc, rec = service(tmp_path)
-    (tmp_path / "paniclog").write_text("2026-12-07 10:00:00 failed to expand condition\n")
+    panic = tmp_path / "paniclog"
+    panic.write_text("2026-12-07 09:00:00 old panic from before the start\n")
     svc._local_loop()
-    names = [ev for _lvl, ev, _f in rec.events]
-    assert names.count("exim_paniclog_written") == 1  # not twice (line + status change)
-    line_event = next(f for _l, ev, f in rec.events if ev == "exim_paniclog_written")
-    assert line_event["line"].endswith("failed to expand condition")
+    # what was there at start: one status event naming the last line, no per-line event
+    assert [ev for _l, ev, _f in rec.events] == ["exim_paniclog_written"]
+    assert rec.events[0][2]["status"] == "CRIT" and "old panic" in rec.events[0][2]["line"]
+    with panic.open("a") as f:
+        f.write("2026-12-07 10:00:00 failed to expand condition\n")
     svc._local_loop()
-    assert [ev for _l, ev, _f in rec.events].count("exim_paniclog_written") == 1
+    assert len(rec.events) == 2  # the new line, not a second status event
+    level, event, fields = rec.events[1]
+    assert (level, event) == ("error", "exim_paniclog_written")
+    assert fields["line"].endswith("failed to expand condition") and "status" not in fields
+    svc._local_loop()
+    assert len(rec.events) == 2
 
 
 def test_service_is_off_only_when_health_and_metrics_both_are(tmp_path: Path) -> None:
