@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_health_exim_spamd import value
-from tests.support.common import scratch_root
+from tests.support.common import free_port, scratch_root
 from tests.support.daemon import run_cli, write_config
 from tests.support.dovecot import PrivateDovecot
 from tests.support.exim import PrivateExim
@@ -87,6 +87,7 @@ class Tls:
     certs: Path
     exim: PrivateExim
     dovecot: PrivateDovecot
+    imaps: int
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +100,13 @@ def tls() -> Iterator[Tls]:
         short_cert, short_key = self_signed(certs, "short", 5)
         self_signed(certs, "other", 300)
         variant = f"tls_certificate = {old_cert}\ntls_privatekey = {old_key}\n"
-        dovecot_conf = f"ssl = yes\nssl_cert = <{short_cert}\nssl_key = <{short_key}\n"
+        imaps = free_port()
+        dovecot_conf = (f"ssl = yes\nssl_cert = <{short_cert}\nssl_key = <{short_key}\n"
+                        "service imap-login {\n  inet_listener imaps {\n"
+                        f"    address = 127.0.0.1\n    port = {imaps}\n  }}\n}}\n")
         with TlsExim(root, variant=variant) as exim, \
                 PrivateDovecot(root, extra_conf=dovecot_conf) as dovecot:
-            yield Tls(root, certs, exim, dovecot)
+            yield Tls(root, certs, exim, dovecot, imaps)
 
 
 def health_config(t: Tls, name: str, endpoints: list[tuple[str, Path]]) -> Path:
@@ -139,10 +143,13 @@ def test_expired_served_certificate_is_crit_and_mismatch_or_expiring_is_warn(tls
     assert value(fams, "tls_certificate_matches_disk", service="dovecot",
                  port=str(tls.dovecot.port)) == 0
 
-    config = health_config(tls, "mo-tls2", [(imap, tls.certs / "short.crt")])
+    imaps = f"imaps://127.0.0.1:{tls.imaps}"  # TLS at connect
+    config = health_config(tls, "mo-tls2", [(imap, tls.certs / "short.crt"),
+                                            (imaps, tls.certs / "short.crt")])
     checks = {c["name"]: c for c in json.loads(run_cli(config, "health", "--json").stdout)}
-    dovecot = checks[f"tls dovecot:{tls.dovecot.port}"]
-    assert dovecot["status"] == "WARN" and "expires in 4d" in dovecot["figure"]
+    for port in (tls.dovecot.port, tls.imaps):
+        dovecot = checks[f"tls dovecot:{port}"]
+        assert dovecot["status"] == "WARN" and "expires in 4d" in dovecot["figure"]
 
 
 def deploy_config(t: Tls, name: str, reload: list[str], check_urls: list[str]) -> Path:
