@@ -200,3 +200,32 @@ def value(families: list[Any], name: str, **labels: str) -> float:
                                            for k, v in labels.items()):
                 return float(sample.value)
     raise AssertionError(f"no sample {name}{labels}")
+
+
+def test_bayes_counts_come_from_the_real_database(scene: Scene) -> None:
+    from tests.support.users import TestUser
+
+    with TestUser(scene.root) as owner:
+        for kind, words in (("spam", "cheap pills casino winner"), ("ham", "meeting agenda")):
+            folder = scene.root / f"bayes-{kind}"
+            folder.mkdir(mode=0o755)
+            for i in range(3):
+                (folder / f"{i}.eml").write_text(
+                    f"From: s{i}@example.test\nTo: u@example.test\nSubject: {kind} {i}\n"
+                    f"Message-ID: <{kind}{i}@example.test>\n\n{words} {i} {kind}{i * 7}\n")
+                (folder / f"{i}.eml").chmod(0o644)
+            owner.run(["sa-learn", f"--{kind}", str(folder)], timeout=120)
+        config = write_config(
+            scene.root / "mo-bayes",
+            health={"exim_spool": str(scene.root / "none"), "paniclog": str(scene.root / "x"),
+                    "spamd_log": "", "dnsbl_zones": [], "tls_defaults": False},
+            spamassassin={"bayes_owner": owner.name},
+            jobs={"sa-update": {"enabled": False}})
+        res = run_cli(config, "health", "--json")
+        (bayes,) = [c for c in json.loads(res.stdout) if c["name"] == "spamassassin_bayes"]
+        assert res.returncode == 1 and bayes["status"] == "WARN"
+        assert "nspam 3 and nham 3 below 200" in bayes["figure"]
+        families = list(text_string_to_metric_families(
+            run_cli(config, "health", "--prometheus").stdout))
+        assert value(families, "spamassassin_bayes_messages", **{"class": "spam"}) == 3
+        assert value(families, "spamassassin_bayes_tokens", kind="all") > 0
