@@ -13,6 +13,7 @@ from mailopsd.cli.common import EXIT_BUSY, EXIT_CODES_HELP, EXIT_JOB_FAILED, EXI
 # Each module has register(subparsers); handlers are set with set_defaults(handler=fn).
 COMMAND_MODULES = (
     "mailopsd.cli.cmd_core",
+    "mailopsd.cli.cmd_config",
     "mailopsd.cli.cmd_scan",
     "mailopsd.cli.cmd_bans",
     "mailopsd.cli.cmd_post_email",
