@@ -57,7 +57,7 @@ class AbsPath(str):
         if not isinstance(value, str) or not value:
             raise ValueError("expected an absolute path string")
         if "\x00" in value or not PurePosixPath(value).is_absolute():
-            raise ValueError(f"expected an absolute path such as \"/var/log/x\" (got \"{value}\")")
+            raise ValueError(f"expected an absolute path (got \"{value}\")")
         return cls(value)
 
 
