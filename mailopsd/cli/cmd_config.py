@@ -38,15 +38,15 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     """Print the effective (or only the non-default) configuration."""
     from mailopsd.cli.common import print_json
     from mailopsd.core.config import config_path_from
-    from mailopsd.core.config.dump import non_default, to_data, to_toml
+    from mailopsd.core.config.dump import non_default, show_data, to_toml
     from mailopsd.core.config.loader import load_config_sources
 
     cfg, sources = load_config_sources(config_path_from(args.config))
-    data = non_default(cfg) if args.non_default else to_data(cfg)
     if args.json:
-        print_json(to_data(cfg, json=True) if not args.non_default
-                   else non_default(cfg, json=True))
+        print_json(non_default(cfg, json=True) if args.non_default
+                   else show_data(cfg, json=True))
         return EXIT_OK
+    data = non_default(cfg) if args.non_default else show_data(cfg)
     what = "settings that differ from the defaults" if args.non_default else "configuration"
     print(f"# effective {what}, from: {', '.join(sources.files)}")
     sys.stdout.write(to_toml(data))

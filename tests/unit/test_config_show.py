@@ -10,7 +10,7 @@ import pytest
 
 from mailopsd.cli.main import main
 from mailopsd.core.config import load_config, parse_config
-from mailopsd.core.config.dump import duration_text
+from mailopsd.core.config.dump import duration_text, show_data
 
 CONFIG = """\
 [blocker]
@@ -46,7 +46,7 @@ def test_show_prints_toml_that_loads_back_to_the_same_config(
     again = tmp_path / "again" / "mailopsd.toml"
     again.parent.mkdir()
     again.write_text(out)
-    assert load_config(again) == load_config(config)
+    assert show_data(load_config(again)) == show_data(load_config(config))
     assert "10-level.toml" in out.splitlines()[0]  # the header names the files read
 
 
@@ -61,6 +61,24 @@ def test_non_default_lists_exactly_what_differs(config: Path,
                               "mine": {"regex": '^x (?P<ip>\\S+) "q"'}}},
         "sent": {"log_poll_interval": "250ms"},
     }
+
+
+def test_show_gives_the_built_in_rules_values_in_force(
+        config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tomllib.loads(show(config, capsys))["blocker"]["rules"]
+    assert rules["no-rdns"] == {"enabled": True, "maxretry": 11, "findtime": "1h",
+                                "bantime": "1h"}
+    assert rules["auth-failed"] == {"enabled": True, "maxretry": 5, "findtime": "10m",
+                                    "bantime": "permanent"}
+    assert rules["mine"]["maxretry"] == 5 and rules["mine"]["regex"].startswith("^x")
+
+
+def test_a_rule_set_to_its_built_in_value_is_not_non_default(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mailopsd.toml"
+    path.write_text('[blocker.rules.no-rdns]\nmaxretry = 11\nbantime = "2h"\n')
+    data = tomllib.loads(show(path, capsys, "--non-default"))
+    assert data == {"blocker": {"rules": {"no-rdns": {"bantime": "2h"}}}}
 
 
 def test_json_gives_seconds_and_nulls(config: Path, capsys: pytest.CaptureFixture[str]) -> None:

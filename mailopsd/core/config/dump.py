@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mailopsd.core.config.loader import parse_config, toml_key
+from mailopsd.core.config.rule_names import BUILTIN_RULES, CUSTOM_DEFAULTS
 from mailopsd.core.config.schema_blocker import BanTime
 from mailopsd.core.config.types import Duration
 
@@ -64,6 +65,33 @@ def to_data(cfg: Any, *, json: bool = False) -> dict[str, Any]:
     return out
 
 
+def effective_rules(cfg: Any, *, json: bool = False) -> dict[str, Any]:
+    """Every blocker rule with the values in force: built-in rules with their defaults filled
+    in (what `fail2ban-client get exim maxretry` would tell), custom rules after them."""
+    out: dict[str, Any] = {}
+    rules = cfg.blocker.rules
+    for name in [*BUILTIN_RULES, *(n for n in rules if n not in BUILTIN_RULES)]:
+        d = BUILTIN_RULES.get(name, CUSTOM_DEFAULTS)
+        rc = rules.get(name)
+        given = to_data(rc, json=json) if rc is not None else {}
+        given = {k: v for k, v in given.items() if v is not None}
+        bantime: Any = "permanent" if d.bantime is None else (
+            d.bantime if json else duration_text(d.bantime))
+        rule = {"enabled": True, "maxretry": d.maxretry,
+                "findtime": d.findtime if json else duration_text(d.findtime),
+                "bantime": bantime}
+        rule.update(given)
+        out[name] = rule
+    return out
+
+
+def show_data(cfg: Any, *, json: bool = False) -> dict[str, Any]:
+    """The whole configuration in force, the blocker's rules included with their values."""
+    data = to_data(cfg, json=json)
+    data["blocker"]["rules"] = effective_rules(cfg, json=json)
+    return data
+
+
 def _diff(have: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in have.items():
@@ -86,7 +114,13 @@ def _strip_none(v: Any) -> Any:
 
 def non_default(cfg: Any, *, json: bool = False) -> dict[str, Any]:
     """Only the keys whose value differs from the built-in default (``postconf -n``)."""
-    return _diff(to_data(cfg, json=json), to_data(parse_config({}), json=json))
+    out = _diff(show_data(cfg, json=json), show_data(parse_config({}), json=json))
+    for name, rule in out.get("blocker", {}).get("rules", {}).items():
+        if name not in BUILTIN_RULES:  # a custom rule: what was written, not filled defaults
+            written = to_data(cfg.blocker.rules[name], json=json)
+            rule.clear()
+            rule.update({k: v for k, v in written.items() if v is not None})
+    return out
 
 
 def _key(k: str) -> str:
