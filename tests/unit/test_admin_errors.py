@@ -33,3 +33,14 @@ def test_a_state_database_a_non_root_user_cannot_open_says_run_as_root(
     with pytest.raises(StateError) as info:  # a state_dir below a regular file: cannot open
         StateDB(os.path.join(blocked, "state")).connect()
     assert "run as root" in str(info.value)
+
+
+def test_a_bayes_owner_that_does_not_exist_is_named_with_its_key() -> None:
+    from mailopsd.core.config import parse_config
+    from mailopsd.core.errors import MailopsError
+    from mailopsd.spam.bayes_db import BayesDB
+
+    cfg = parse_config({"spamassassin": {"bayes_owner": "no-such-owner-x"}})
+    with pytest.raises(MailopsError) as info:
+        BayesDB.from_config(cfg)
+    assert str(info.value) == "spamassassin.bayes_owner: no such user 'no-such-owner-x'"

@@ -92,3 +92,10 @@ def test_an_unreadable_config_as_non_root_says_run_as_root(
         PermissionError(13, "Permission denied")))
     assert main(["--config", str(path), "check-config"]) == 2
     assert "run as root" in capsys.readouterr().err
+
+
+def test_a_missing_journal_socket_matters_only_when_journald_is_forced(tmp_path: Path) -> None:
+    gone = str(tmp_path / "socket")
+    assert "logging.journal_socket" not in findings({"logging": {"journal_socket": gone}})
+    found = findings({"logging": {"journal_socket": gone, "target": "journald"}})
+    assert gone in found["logging.journal_socket"]

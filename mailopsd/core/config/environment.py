@@ -117,6 +117,10 @@ def check_environment(cfg: Any) -> list[Finding]:
     jobs, sa = cfg.jobs, cfg.spamassassin
     c.creatable_dir("daemon.state_dir", cfg.daemon.state_dir)
     c.creatable_dir("daemon.run_dir", cfg.daemon.run_dir)
+    if cfg.logging.target == "journald" and not os.path.exists(cfg.logging.journal_socket):
+        c.add("logging.journal_socket", f"{cfg.logging.journal_socket} does not exist: is "
+                                        "systemd-journald running? (target = \"auto\" falls "
+                                        "back to stderr)")
     if cfg.blocker.enabled:
         c.log_file("blocker.mainlog", cfg.blocker.mainlog)
         if cfg.blocker.firewall.backend == "nftables":
