@@ -8,12 +8,8 @@ from collections import Counter
 
 from mailopsd.core.errors import UnsafePathError
 from mailopsd.core.users import Account
-from mailopsd.maildir.folder import (
-    FolderMissing,
-    MessageRef,
-    split_info,
-    valid_message_name,
-)
+from mailopsd.maildir.folder import FolderMissing, MessageRef
+from mailopsd.maildir.names import split_info, valid_message_name
 from mailopsd.maildir.rewrite import finish_batch
 from mailopsd.sent.fixer import FIXED, PENDING, SentFixer
 
