@@ -5,6 +5,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailopsd.core.config import parse_config
 from mailopsd.core.errors import ConfigError
@@ -84,3 +86,27 @@ def test_a_network_with_host_bits_is_an_error_naming_the_key() -> None:
 def test_single_addresses_and_clean_networks_are_accepted() -> None:
     cfg = parse_config({"blocker": {"ignore": ["198.51.100.7", "2001:db8::/32", "192.0.2.0/24"]}})
     assert cfg.blocker.ignore == ("198.51.100.7/32", "2001:db8::/32", "192.0.2.0/24")
+
+
+_scalars = st.one_of(st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False),
+                     st.text(max_size=20), st.dates(), st.sampled_from(
+                         ["10m", "0", "permanent", "198.51.100.7/24", "/x", "(?P<ip>x)", "[[a]"]))
+_keys = st.sampled_from(["daemon", "blocker", "rules", "no-rdns", "no_rdns", "ignore", "ignoreip",
+                         "bantime", "maxretry", "regex", "firewall", "ports", "jobs",
+                         "learn-spam", "timeout", "state_dir", "sent", "enabled", "x"])
+_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(_keys, inner, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=5))
+def test_any_toml_data_gives_a_config_or_plain_config_errors(data: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            parse_config(data)
+        except ConfigError as exc:
+            for p in exc.problems:
+                assert p.key and p.message
+                for internal in ("Duration(", "BanTime(", "datetime.", "<class", "Traceback"):
+                    assert internal not in p.message, p
