@@ -67,12 +67,13 @@ def check_config(args: argparse.Namespace) -> int:
     path = config_path_from(args.config)
     cfg, sources = load_config_sources(path)
     dropins = sources.files[1:]
-    print(f"{path}: configuration is valid"
-          + (f" (with drop-ins: {', '.join(dropins)})" if dropins else ""))
     findings = [str(f) for f in check_environment(cfg)]
     if os.geteuid() != 0:
         findings.append("(environment): not running as root, so home directories and "
                         "root-only files could not all be checked: run as root")
+    verdict = ("the files are valid, the machine is not ready (errors below)"
+               if findings and args.strict else "configuration is valid")
+    print(f"{path}: {verdict}" + (f" (with drop-ins: {', '.join(dropins)})" if dropins else ""))
     level = "error" if args.strict else "warning"
     for f in findings:
         print(f"{level}: {f}", file=sys.stderr)

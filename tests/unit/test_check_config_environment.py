@@ -99,3 +99,9 @@ def test_a_missing_journal_socket_matters_only_when_journald_is_forced(tmp_path:
     assert "logging.journal_socket" not in findings({"logging": {"journal_socket": gone}})
     found = findings({"logging": {"journal_socket": gone, "target": "journald"}})
     assert gone in found["logging.journal_socket"]
+
+
+def test_a_misspelt_mainlog_is_pointed_out_before_exim_ever_wrote_it(tmp_path: Path) -> None:
+    found = findings({"blocker": {"mainlog": str(tmp_path / "mainlg")}})
+    assert "did you mean" in found["blocker.mainlog"]
+    assert str(tmp_path / "mainlog") in found["blocker.mainlog"]

@@ -42,8 +42,9 @@ class _Checker:
     def add(self, key: str, message: str) -> None:
         self.found.append(Finding(key, message))
 
-    def log_file(self, key: str, path: str) -> None:
-        """A log followed by name: may not exist yet, but its directory must."""
+    def log_file(self, key: str, path: str, usual: str = "") -> None:
+        """A log followed by name: may not exist yet, but its directory must (a name close to
+        a file in that directory, or to the ``usual`` name, is pointed out)."""
         st = _lstat(path)
         if st is not None:
             if not stat.S_ISREG(st.st_mode):
@@ -58,8 +59,12 @@ class _Checker:
             names = os.listdir(parent)
         except OSError:
             return
-        close = did_you_mean(os.path.basename(path), names)
-        if close is not None:
+        base = os.path.basename(path)
+        close = did_you_mean(base, names)
+        if close is None and usual and base != usual and did_you_mean(base, [usual]):
+            self.add(key, f"{path} does not exist yet; Exim's log is called {usual}: did you "
+                          f"mean {os.path.join(parent, usual)}?")
+        elif close is not None:
             self.add(key, f"{path} does not exist, but {os.path.join(parent, close)} does: "
                           "did you mean that?")
 
@@ -122,7 +127,7 @@ def check_environment(cfg: Any) -> list[Finding]:
                                         "systemd-journald running? (target = \"auto\" falls "
                                         "back to stderr)")
     if cfg.blocker.enabled:
-        c.log_file("blocker.mainlog", cfg.blocker.mainlog)
+        c.log_file("blocker.mainlog", cfg.blocker.mainlog, usual="mainlog")
         if cfg.blocker.firewall.backend == "nftables":
             c.binary("nft", "blocker.firewall.backend = \"nftables\"")
     if cfg.sent.enabled:
@@ -168,7 +173,7 @@ def check_environment(cfg: Any) -> list[Finding]:
     if mf.template:
         c.file("jobs.make-forwards.template", mf.template, "the .forward template")
         _template_header(c, mf.template)
-    if mf.enabled and mf.check_with_exim:
+    if mf.check_with_exim:  # also for `run-job make-forwards` by hand while disabled
         c.binary("exim", "make-forwards checks its template with exim -bf")
     return c.found
 
