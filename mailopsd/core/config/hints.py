@@ -46,7 +46,7 @@ FAIL2BAN_WORDS: dict[str, str] = {
     "dbpurgeage": "daemon.history_days",
     "loglevel": "logging.level",
     "logtarget": "logging.target",
-    "destemail": "the notify settings (see docs/operations.md, monitoring and alerting)",
+    "destemail": "notify.mail_to",
     "action": "blocker.firewall.action (drop or reject)",
 }
 
