@@ -79,3 +79,15 @@ def test_a_table_replaced_by_a_value_is_reported_naming_the_dropin(main_file: Pa
     with pytest.raises(ConfigError) as info:
         load_config(main_file)
     assert str(bad) in str(info.value)
+
+
+def test_all_readable_says_no_when_a_dropin_is_unreadable(main_file: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailopsd.core.config.sources import all_readable
+
+    secret = write(main_file.parent / "mailopsd.d" / "90-secret.toml", "")
+    assert all_readable(main_file)
+    real_access = __import__("os").access
+    monkeypatch.setattr("os.access", lambda p, mode: str(p) != str(secret)
+                        and real_access(p, mode))
+    assert not all_readable(main_file)  # post-email then uses the defaults, not half a config

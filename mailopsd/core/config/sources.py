@@ -61,6 +61,20 @@ def dropin_files(main: str | os.PathLike[str]) -> list[Path]:
     return [d / n for n in sorted(names, key=os.fsencode)]
 
 
+def all_readable(main: str | os.PathLike[str]) -> bool:
+    """Whether this process can read the main file and every drop-in (post-email runs as a
+    mail user and falls back to the defaults rather than half a configuration)."""
+    if not os.access(main, os.R_OK):
+        return False
+    d = dropin_dir(main)
+    if not d.exists():
+        return True
+    try:
+        return all(os.access(p, os.R_OK) for p in dropin_files(main))
+    except ConfigError:
+        return False
+
+
 def _cannot_read(path: Path, exc: OSError) -> str:
     why = exc.strerror or str(exc)
     if exc.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
