@@ -1,5 +1,6 @@
-"""A reload that adds an address to ``blocker.ignore`` lifts its active ban: database, kernel
-(real iptables in a network namespace) and an ``ip_unbanned`` event with ``why=ignored``."""
+"""A reload that adds an address to ``blocker.ignore`` (in a drop-in) lifts its active ban:
+database, kernel (real iptables in a network namespace), an ``ip_unbanned`` event with
+``why=ignored``."""
 
 from __future__ import annotations
 
@@ -40,8 +41,11 @@ def test_reload_adding_an_ignored_address_lifts_its_ban() -> None:
             cli("add", "192.0.2.60", "-d", "1h")
             cli("add", "192.0.2.61", "-d", "1h")
             wait_until(lambda: len(rules()) == 2, 10, 0.1, what="two bans in the kernel")
-            # the office turns out to be 192.0.2.60: the admin adds it to ignore, reloads
-            write_config(root, blocker=blocker(mainlog, ["192.0.2.60"]))
+            # the office turns out to be 192.0.2.60: the admin adds it to ignore in a drop-in
+            # beside the main file, and reloads
+            (root / "mailopsd.d").mkdir()
+            (root / "mailopsd.d" / "10-office.toml").write_text(
+                '[blocker]\nignore = ["192.0.2.60"]\n')
             d.signal(signal.SIGHUP)
             ev = d.wait_event("ip_unbanned", ip="192.0.2.60", timeout=20)
             assert ev["why"] == "ignored"
