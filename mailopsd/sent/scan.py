@@ -35,6 +35,15 @@ def scan_user(fixer: SentFixer, account: Account, *, since: float,
         fixer.log.warning("sent_folder_unsafe", user=account.name, error=str(exc))
         counts["unsafe"] += 1
         return counts
+    except OSError as exc:
+        # a passwd user in range without a home (a service account, a removed home): name
+        # the user and go on with the others
+        home_gone = not os.path.isdir(account.home)
+        fixer.log.warning("sent_user_skipped", user=account.name, home=account.home,
+                          reason="home directory does not exist" if home_gone
+                          else f"cannot open the Maildir: {exc.strerror or exc}")
+        counts["users_skipped"] += 1
+        return counts
     present: set[str] = set()
     batched = 0
     deferred: list[MessageRef] = []
