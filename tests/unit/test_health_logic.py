@@ -188,3 +188,21 @@ def test_metrics_endpoint_serves_every_family_on_ipv4_and_ipv6_loopback() -> Non
             server.stop()
         assert "exim_queue_messages 3.0" in text
         assert text.count("# TYPE ") == len(METRICS)
+
+
+def test_config_show_round_trips_health_tls_tables(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mailopsd.cli.main import main
+    from mailopsd.core.config import load_config
+    from mailopsd.core.config.dump import show_data
+
+    path = tmp_path / "mailopsd.toml"
+    path.write_text('[[health.tls]]\nurl = "imaps://127.0.0.1:993"\ncert = "/etc/c.pem"\n'
+                    '[[health.tls]]\nurl = "smtp://[::1]:25"\ncert = "/etc/d.pem"\n'
+                    '[metrics]\nlisten = "127.0.0.1:9597"\n')
+    assert main(["--config", str(path), "config", "show", "--non-default"]) == 0
+    again = tmp_path / "again" / "mailopsd.toml"
+    again.parent.mkdir()
+    again.write_text(capsys.readouterr().out)
+    assert show_data(load_config(again)) == show_data(load_config(path))
+    assert load_config(again).health.tls[1].url == "smtp://[::1]:25"
