@@ -40,3 +40,11 @@ def test_alert_rules_pass_promtool() -> None:
     res = subprocess.run(["promtool", "check", "rules", str(ALERTS)], capture_output=True,
                          text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_alert_rules_fire_on_mailopsd_series() -> None:
+    res = subprocess.run(["promtool", "test", "rules", "mailopsd-alerts.test.yml"],
+                         cwd=ALERTS.parent, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
