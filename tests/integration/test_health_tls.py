@@ -67,13 +67,21 @@ def expired(d: Path, name: str) -> tuple[Path, Path]:
 
 
 class TlsExim(PrivateExim):
-    """The private Exim with STARTTLS offered (the support config sets it off)."""
+    """The private Exim with STARTTLS offered (the support config sets it off) and, with
+    ``smtps_port``, TLS at connect on a second port (like 465)."""
+
+    smtps_port: int | None = None
 
     def write_files(self) -> None:
         super().write_files()
         conf = self.root / "exim.conf"
-        conf.write_text(conf.read_text().replace("\ntls_advertise_hosts =\n",
-                                                 "\ntls_advertise_hosts = *\n", 1))
+        text = conf.read_text().replace("\ntls_advertise_hosts =\n",
+                                        "\ntls_advertise_hosts = *\n", 1)
+        if self.smtps_port:
+            text = text.replace(f"\ndaemon_smtp_ports = {self.port}\n",
+                                f"\ndaemon_smtp_ports = {self.port} : {self.smtps_port}\n"
+                                f"tls_on_connect_ports = {self.smtps_port}\n", 1)
+        conf.write_text(text)
 
 
 def exim_readable(key: Path) -> None:
@@ -104,8 +112,9 @@ def tls() -> Iterator[Tls]:
         dovecot_conf = (f"ssl = yes\nssl_cert = <{short_cert}\nssl_key = <{short_key}\n"
                         "service imap-login {\n  inet_listener imaps {\n"
                         f"    address = 127.0.0.1\n    port = {imaps}\n  }}\n}}\n")
-        with TlsExim(root, variant=variant) as exim, \
-                PrivateDovecot(root, extra_conf=dovecot_conf) as dovecot:
+        exim = TlsExim(root, variant=variant)
+        exim.smtps_port = free_port()
+        with exim, PrivateDovecot(root, extra_conf=dovecot_conf) as dovecot:
             yield Tls(root, certs, exim, dovecot, imaps)
 
 
@@ -123,13 +132,16 @@ def health_config(t: Tls, name: str, endpoints: list[tuple[str, Path]]) -> Path:
 def test_expired_served_certificate_is_crit_and_mismatch_or_expiring_is_warn(tls: Tls) -> None:
     smtp = f"smtp://127.0.0.1:{tls.exim.port}"
     imap = f"imap://127.0.0.1:{tls.dovecot.port}"
+    smtps = f"smtps://127.0.0.1:{tls.exim.smtps_port}"  # TLS at connect, like port 465
     config = health_config(tls, "mo-tls", [(smtp, tls.certs / "old.crt"),
+                                           (smtps, tls.certs / "old.crt"),
                                            (imap, tls.certs / "other.crt")])
     res = run_cli(config, "health", "--json")
     checks = {c["name"]: c for c in json.loads(res.stdout)}
     assert res.returncode == 2, res.stdout + res.stderr
-    exim = checks[f"tls exim:{tls.exim.port}"]
-    assert exim["status"] == "CRIT" and "expired" in exim["figure"]
+    for port in (tls.exim.port, tls.exim.smtps_port):
+        exim = checks[f"tls exim:{port}"]
+        assert exim["status"] == "CRIT" and "expired" in exim["figure"]
     dovecot = checks[f"tls dovecot:{tls.dovecot.port}"]
     assert dovecot["status"] == "WARN" and "different certificate" in dovecot["figure"]
 
