@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from mailopsd.health.model import OK, UNKNOWN, Check, Samples
+from mailopsd.health.model import CRIT, OK, UNKNOWN, Check, Samples
 
 # None given in [[health.tls]]: Exim's and Dovecot's own (Debian's paths); absent ones omitted
 DEFAULT_TLS = (
@@ -63,14 +64,28 @@ def tls_checks(config: Any, samples: Samples, now: float) -> list[Check]:
     return checks
 
 
+def selector_from_file(text: str) -> str:
+    """The selector in the seed's lsearch file ("selector: 201809191"), or a file holding
+    only the selector; "" if neither."""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "selector" and value.strip():
+            return value.strip().strip('"')
+        words = line.split()
+        if len(words) == 2 and words[0] == "selector":  # lsearch allows "key value" too
+            return words[1].strip('"')
+    words = text.split()
+    return words[0] if len(words) == 1 and ":" not in words[0] else ""
+
+
 def dkim_selector(config: Any) -> str:
-    """The selector from [health] dkim_selector_file (first word), else dkim_selector."""
+    """The selector from [health] dkim_selector_file, else dkim_selector."""
     h = config.health
     if h.dkim_selector_file:
         with open(h.dkim_selector_file, encoding="utf-8", errors="replace") as f:
-            words = f.read(4096).split()
-        if words:
-            return words[0]
+            found = selector_from_file(f.read(4096))
+        if found:
+            return found
     return str(h.dkim_selector)
 
 
@@ -93,6 +108,19 @@ def record_checks(config: Any, samples: Samples, none_since: dict[str, float],
         except (OSError, ValueError, TypeError) as exc:
             checks.append(Check("dkim", UNKNOWN, f"cannot read the DKIM key or selector: {exc}",
                                 "check [health] dkim_private_key / dkim_selector_file"))
+    if h.dkim_private_key and os.path.exists(h.dkim_private_key):
+        from mailopsd.health.tlsfiles import can_read
+
+        try:
+            readable = can_read(h.dkim_private_key, "Debian-exim")
+        except (OSError, KeyError):
+            readable = True  # no Debian-exim here: not Exim's problem to report
+        if not readable:  # with the seed's DKIM_STRICT, Exim then sends nothing signed
+            checks.append(Check("dkim_key_file", CRIT,
+                                f"Debian-exim cannot read {h.dkim_private_key}",
+                                f"chown root:Debian-exim {h.dkim_private_key} && chmod 640 it",
+                                event="dkim_key_unreadable",
+                                fields={"path": h.dkim_private_key}))
     addresses = sending_addresses(config)
     for domain in h.dkim_domains:
         if pub and selector:

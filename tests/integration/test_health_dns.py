@@ -149,12 +149,31 @@ def test_dkim_spf_dmarc_records_right_and_wrong(dns: Dns) -> None:
 
 def test_selector_comes_from_the_seed_selector_file(dns: Dns) -> None:
     selector_file = dns.root / "dkim-selector"
-    selector_file.write_text("sel\n")
+    selector_file.write_text("selector: sel\n")  # the seed's lsearch file
     res = run_health(dns, "mo-sel", "--json", dkim_domains=["good.test"],
                      dkim_selector_file=str(selector_file),
                      dkim_private_key=str(dns.signing_key))
     checks = {c["name"]: c for c in json.loads(res.stdout)}
     assert checks["dkim good.test"]["status"] == "OK", res.stdout + res.stderr
+
+
+def test_a_dkim_key_exim_cannot_read_is_crit(dns: Dns) -> None:
+    import grp
+    import os
+
+    key = dns.root / "exim-dkim.pem"
+    key.write_bytes(dns.signing_key.read_bytes())
+    key.chmod(0o600)  # root only: Exim (Debian-exim) cannot sign
+    res = run_health(dns, "mo-key", "--json", dkim_domains=["good.test"],
+                     dkim_selector="sel", dkim_private_key=str(key))
+    checks = {c["name"]: c for c in json.loads(res.stdout)}
+    assert checks["dkim_key_file"]["status"] == "CRIT"
+    assert checks["dkim good.test"]["status"] == "OK"  # DNS itself is right
+    os.chown(key, 0, grp.getgrnam("Debian-exim").gr_gid)
+    key.chmod(0o640)  # the seed's chown root:Debian-exim, chmod 640
+    res = run_health(dns, "mo-key2", "--json", dkim_domains=["good.test"],
+                     dkim_selector="sel", dkim_private_key=str(key))
+    assert "dkim_key_file" not in {c["name"] for c in json.loads(res.stdout)}
 
 
 def test_daemon_logs_own_address_listed_within_seconds(dns: Dns) -> None:

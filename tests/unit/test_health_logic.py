@@ -206,3 +206,13 @@ def test_config_show_round_trips_health_tls_tables(
     again.write_text(capsys.readouterr().out)
     assert show_data(load_config(again)) == show_data(load_config(path))
     assert load_config(again).health.tls[1].url == "smtp://[::1]:25"
+
+
+@pytest.mark.parametrize(("text", "selector"), [
+    ("selector: 201809191\n", "201809191"), ("selector 2023a\n", "2023a"),
+    ("# comment\nselector:  s1 \n", "s1"), ("plain\n", "plain"), ("selector:\n", ""),
+    ("", "")])
+def test_selector_file_in_the_seeds_lsearch_format(text: str, selector: str) -> None:
+    from mailopsd.health.remote import selector_from_file
+
+    assert selector_from_file(text) == selector
