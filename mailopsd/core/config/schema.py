@@ -12,6 +12,7 @@ from typing import Literal
 from mailopsd.core.config.common import JobSettings, cron, non_negative, opt, positive
 from mailopsd.core.config.schema_blocker import BlockerConfig
 from mailopsd.core.config.schema_forwards import MakeForwardsJob, PostEmailConfig
+from mailopsd.core.config.schema_health import HealthConfig, MetricsConfig, TlsDeployConfig
 from mailopsd.core.config.schema_sent import SentConfig
 from mailopsd.core.config.schema_spam import (
     BayesBackupJob,
@@ -129,6 +130,9 @@ class Config:
     spamassassin: SpamAssassinConfig = opt(factory=SpamAssassinConfig)
     sent: SentConfig = opt(factory=SentConfig)
     post_email: PostEmailConfig = opt(key="post-email", factory=PostEmailConfig)
+    metrics: MetricsConfig = opt(factory=MetricsConfig)  # issue 18
+    health: HealthConfig = opt(factory=HealthConfig)  # issue 18
+    tls_deploy: TlsDeployConfig = opt(key="tls-deploy", factory=TlsDeployConfig)  # issue 18
 
 
 def validate_config(cfg: Config) -> list[tuple[str, str]]:
