@@ -19,6 +19,7 @@ PACKAGES=(
   python3-pytest python3-hypothesis python3-aiosmtpd python3-setuptools python3-wheel
   # issue 18 (health): metrics, DNS and certificate checks; the tests' DNS servers and openssl
   python3-prometheus-client python3-dnspython python3-cryptography rbldnsd dnsmasq-base openssl
+  prometheus  # promtool: the tests check the scrape and the shipped alert rules with it
 )
 
 if [ "$(id -u)" != 0 ]; then
