@@ -115,6 +115,8 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             lifted_by TEXT                  -- expired | cli | flush | replaced
         );
         CREATE INDEX ban_log_by_ip ON ban_log (ip, banned_at);
+        -- dry runs were once recorded as runs: catch-up and `jobs` must not read them
+        DELETE FROM job_runs WHERE counts LIKE '%"dry_run": true%';
         CREATE TABLE notify_sent (          -- failure mails: at most one per key per interval
             key TEXT PRIMARY KEY,           -- job id, or service:<id>
             sent_at REAL NOT NULL,
