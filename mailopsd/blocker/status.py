@@ -54,8 +54,7 @@ def blocker_status(svc: BlockerService) -> dict[str, Any]:
         failed = sorted(svc._failed)
     per_rule: dict[str, int] = {}
     try:
-        for ban in svc.store.active():
-            per_rule[ban.rule] = per_rule.get(ban.rule, 0) + 1
+        per_rule = svc.store.count_by_rule()
     except MailopsError as exc:
         out["state_error"] = str(exc)
     check = dict(svc.kernel_check)

@@ -268,6 +268,12 @@ class BanStore:
         return [Change(seq=r["seq"], at=r["at"], pid=r["pid"], action=r["action"], ip=r["ip"],
                        expires=r["expires"]) for r in rows]
 
+    def count_by_rule(self) -> dict[str, int]:
+        """Active bans per rule (for status)."""
+        rows = self._conn().execute("SELECT rule, COUNT(*) FROM bans WHERE active = 1 "
+                                    "GROUP BY rule ORDER BY rule").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def records(self, ip: str, limit: int = 100) -> list[BanRecord]:
         """The bans made of ``ip`` (``ban_log``), newest first."""
         rows = self._conn().execute("SELECT * FROM ban_log WHERE ip = ? ORDER BY banned_at "

@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
                        "Exits 75 if the job is already running, 1 if it fails.")
     p.add_argument("job", metavar="JOB", help="job id, e.g. learn-spam (see `mailopsd jobs`)")
     p.add_argument("--dry-run", action="store_true",
-                   help="report what the job would do without changing anything")
+                   help="report what the job would do without changing anything (not "
+                   "recorded: `jobs` and catch-up ignore it; never mails)")
     p.set_defaults(handler=cmd_run_job)
 
     p = sub.add_parser("jobs", help="list jobs: schedule, next run, last run and result",

@@ -52,9 +52,7 @@ def _offline_blocker(cfg: Any) -> dict[str, Any]:
     from mailopsd.blocker.store import BanStore
     from mailopsd.core.state import StateDB
 
-    per_rule: dict[str, int] = {}
-    for ban in BanStore(StateDB(cfg.daemon.state_dir)).active():
-        per_rule[ban.rule] = per_rule.get(ban.rule, 0) + 1
+    per_rule = BanStore(StateDB(cfg.daemon.state_dir)).count_by_rule()
     return {"enabled": True, "running": False, "file": cfg.blocker.mainlog,
             "position": _saved_position(cfg), "active_bans": per_rule,
             "active_total": sum(per_rule.values()), "backend": cfg.blocker.firewall.backend,
