@@ -11,7 +11,6 @@ dropped first), each with at most ``maxretry`` lines of at most ``MAX_LINE`` cha
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
 from collections.abc import Mapping
 
 from mailopsd.blocker.parse import LineParser
@@ -22,42 +21,45 @@ MAX_ADDRESSES = 20000
 
 
 class Evidence:
-    """Recent matching lines per address and rule; not thread-safe (the service's lock)."""
+    """Recent matching lines per address; not thread-safe (the service's lock)."""
 
     def __init__(self, specs: Mapping[str, RuleSpec], *, ipv6_aggregate: bool = False,
                  max_addresses: int = MAX_ADDRESSES) -> None:
         self.parser = LineParser(specs, ipv6_aggregate=ipv6_aggregate)
         self.keep = {name: max(1, s.maxretry) for name, s in specs.items() if s.enabled}
+        # below this many lines per address no rule can be over its maxretry: no count needed
+        self.cap = min(self.keep.values(), default=1)
         self.max_addresses = max_addresses
-        # ip -> rule -> (when, line), oldest first
-        self._lines: OrderedDict[str, dict[str, deque[tuple[float, str]]]] = OrderedDict()
+        # ip -> [(rule, when, line)], oldest first; a dict keeps insertion order (LRU by re-insert)
+        self._lines: dict[str, list[tuple[str, float, str]]] = {}
 
     def add(self, line: str) -> None:
         """Remember ``line`` if it matches an enabled rule; hostile lines are simply skipped."""
         try:
-            m = self.parser.parse(line)
+            rule, ip, when = self.parser.fields(line)
         except Exception:  # the policy reports bad lines; evidence is best effort
             return
-        if m is None or m.rule not in self.keep:
+        if ip is None or rule not in self.keep:
             return
-        per_ip = self._lines.get(m.ip)
-        if per_ip is None:
-            per_ip = self._lines[m.ip] = {}
-            if len(self._lines) > self.max_addresses:
-                self._lines.popitem(last=False)
-        else:
-            self._lines.move_to_end(m.ip)
-        q = per_ip.get(m.rule)
-        if q is None:
-            q = per_ip[m.rule] = deque(maxlen=self.keep[m.rule])
-        q.append((m.when, line.rstrip("\n")[:MAX_LINE]))
+        kept = self._lines.pop(ip, None)
+        if kept is None:
+            kept = []
+            if len(self._lines) >= self.max_addresses:
+                del self._lines[next(iter(self._lines))]  # the least recently seen
+        kept.append((rule, when, line.rstrip("\n")[:MAX_LINE]))
+        if len(kept) > self.cap:
+            # keep at most maxretry lines per rule: drop this rule's oldest line if over
+            same = [i for i, item in enumerate(kept) if item[0] == rule]
+            if len(same) > self.keep[rule]:
+                del kept[same[0]]
+        self._lines[ip] = kept
 
     def take(self, ip: str, rule: str, count: int, first_seen: float,
              last_seen: float) -> list[str]:
         """The lines behind a ban decision (oldest first, at most ``count``); forgets ``ip``."""
-        per_ip = self._lines.pop(ip, None) or {}
-        lines = [text for when, text in per_ip.get(rule, ())
-                 if first_seen - 1 <= when <= last_seen + 1]
+        kept = self._lines.pop(ip, None) or []
+        lines = [text for r, when, text in kept
+                 if r == rule and first_seen - 1 <= when <= last_seen + 1]
         return lines[-count:] if count > 0 else []
 
     def forget(self, ip: str) -> None:

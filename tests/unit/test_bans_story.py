@@ -195,3 +195,17 @@ def test_show_of_an_unknown_address_exits_1(cfg: Path,
     rc, out, _ = bans(cfg, capsys, "show", "192.0.2.55", "--no-kernel")
     assert rc == 1 and "never banned" in out
     assert bans(cfg, capsys, "show", "nonsense")[0] == 2
+
+
+def test_evidence_keeps_each_rules_lines_apart_per_address() -> None:
+    cfg = parse_config({"blocker": {"rules": {"no-rdns": {"maxretry": 2},
+                                              "auth-failed": {"maxretry": 3}}}})
+    ev = Evidence(rule_specs(cfg.blocker))
+    now = time.time()
+    auth = [f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now - 30 + i))} "
+            "login_server authenticator failed for (x) [192.0.2.7]: 535 Incorrect "
+            "authentication data" for i in range(4)]
+    for i in range(4):
+        ev.add(auth[i])
+        ev.add(line("192.0.2.7", now - 20 + i))
+    assert ev.take("192.0.2.7", "auth-failed", 3, now - 60, now) == auth[1:]
