@@ -72,6 +72,7 @@ class BlockerService:
                                  ipv6_aggregate=config.blocker.ipv6_aggregate)
         self.lines_read = 0
         self.kernel_check: dict[str, Any] = {"at": None, "ok": None}
+        self.started_at: float | None = None  # monotonic; status gives the follower a moment
         self.ignore = IgnoreList.from_config(config.blocker)
         self.policy = BanPolicy(config.blocker, self.ignore,
                                 previous_bans=self.store.times_banned)
@@ -125,6 +126,7 @@ class BlockerService:
         mainlog = self.config.blocker.mainlog
         self._follower = LogFollower(f"blocker:{mainlog}", mainlog, self.state, self._on_lines)
         self._follower.start()
+        self.started_at = time.monotonic()
         self._stop.clear()
         self._tick = threading.Thread(target=self._tick_loop, name="blocker-tick", daemon=True)
         self._tick.start()

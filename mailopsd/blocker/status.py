@@ -7,11 +7,14 @@ status snapshot (mailopsd.daemon.status); every timestamp is ISO 8601 with its o
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mailopsd.blocker.service import BlockerService
+
+SETTLE = 5.0  # a follower just started may not have opened the file yet: not "degraded"
 
 
 def iso(ts: float | None) -> str | None:
@@ -60,7 +63,8 @@ def blocker_status(svc: BlockerService) -> dict[str, Any]:
     check = dict(svc.kernel_check)
     check["at"] = iso(check.get("at"))
     problems = []
-    if not out["following"]:
+    settling = svc.started_at is not None and time.monotonic() - svc.started_at < SETTLE
+    if not out["following"] and not settling:
         problems.append(f"following nothing: {out['file']} "
                         f"({out.get('file_error', 'not opened yet')})")
     if check.get("ok") is False:

@@ -87,6 +87,7 @@ class StatusWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._degraded: dict[str, str] = {}
+        self._suspect: dict[str, int] = {}  # consecutive degraded snapshots per service
 
     def start(self) -> None:
         """Write once now, then keep writing in the background."""
@@ -106,7 +107,7 @@ class StatusWriter:
         """Everything the file holds."""
         d = self.daemon
         services = {}
-        for sid, service in list(d.services.running.items()):
+        for sid, service in list(dict(d.services.running).items()):
             try:
                 services[sid] = service_status(service)
             except Exception as exc:  # a broken status must not hide the others
@@ -134,16 +135,21 @@ class StatusWriter:
         for sid, st in services.items():
             problems = "; ".join(st.get("problems") or []) or "degraded"
             if st.get("degraded"):
-                if sid not in self._degraded:
+                # twice in a row: a moment's hiccup (a reload, a rotation) is not an alert
+                seen = self._suspect.get(sid, 0) + 1
+                self._suspect[sid] = seen
+                if sid not in self._degraded and seen >= 2:
                     self._degraded[sid] = problems
                     self.log.error("service_degraded", service=sid, problems=problems)
                     send_failure_mail(self.daemon.config, self.daemon.state, f"service:{sid}",
                                       f"service {sid} degraded",
                                       [("service", sid), ("problem", problems),
                                        ("check", "mailopsd status")])
-            elif sid in self._degraded:
-                del self._degraded[sid]
-                self.log.info("service_recovered", service=sid)
+            else:
+                self._suspect.pop(sid, None)
+                if sid in self._degraded:
+                    del self._degraded[sid]
+                    self.log.info("service_recovered", service=sid)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -159,7 +159,8 @@ def test_removed_and_flushed_addresses_stay_out_while_new_offenders_are_banned(
         assert all(row["agrees"] for row in listed), listed
     finally:
         assert d.stop(timeout=20) == 0
-    assert not [e for e in d.events() if e.get("event") == "firewall_bans_missing"]
+    assert not [e for e in d.events() if e.get("event") in ("firewall_bans_missing",
+                                                             "service_degraded")]
 
     d2 = daemon(ns, cfg)  # a restart brings back exactly what the state database holds
     try:
