@@ -209,3 +209,26 @@ def test_evidence_keeps_each_rules_lines_apart_per_address() -> None:
         ev.add(auth[i])
         ev.add(line("192.0.2.7", now - 20 + i))
     assert ev.take("192.0.2.7", "auth-failed", 3, now - 60, now) == auth[1:]
+
+
+def test_a_kernel_check_right_after_a_cli_removal_does_not_put_the_ban_back(
+        tmp_path: Path) -> None:
+    svc, mem, _ = make(tmp_path)  # not started: no tick thread follows changes meanwhile
+    now = time.time()
+    for ip in ("192.0.2.71", "192.0.2.72"):
+        svc.store.record(ip, "no-rdns", "", count=3, first_seen=now, last_seen=now,
+                         expires=now + 3600)
+    mem.restore({"192.0.2.71": 3600.0, "192.0.2.72": 3600.0})
+    svc._banned.update({"192.0.2.71": now + 3600, "192.0.2.72": now + 3600})
+    # what `mailopsd bans remove` does from another process: state first, then kernel
+    cli = BanStore(StateDB(str(tmp_path / "state")), source="cli", journal=True)
+    with svc.banlock.held():
+        cli.lift(["192.0.2.71"], "cli")
+        with cli._txn() as c:  # as if another pid wrote the change record
+            c.execute("UPDATE ban_changes SET pid = 999999999")
+        mem.unban("192.0.2.71")
+    assert svc.verify(time.time()) == 0  # the kernel check reads the change first
+    assert set(mem.bans) == {"192.0.2.72"}
+    assert "192.0.2.71" not in svc._banned
+    mem.bans.clear()  # a real loss (someone flushed the firewall) is still repaired
+    assert svc.verify(time.time()) == 1 and set(mem.bans) == {"192.0.2.72"}
