@@ -53,6 +53,7 @@ def blocker_status(svc: BlockerService) -> dict[str, Any]:
     out = _file(svc.config.blocker.mainlog, position)
     with svc._lock:
         tracked = svc.policy.tracked() if hasattr(svc.policy, "tracked") else None
+        matches = {k: v for k, v in dict(getattr(svc.policy, "matches", {})).items() if v}
         in_view = len(svc._banned)
         failed = sorted(svc._failed)
     per_rule: dict[str, int] = {}
@@ -80,6 +81,7 @@ def blocker_status(svc: BlockerService) -> dict[str, Any]:
         "bans_in_kernel_view": in_view,
         "failed_bans": failed[:20],
         "counting": tracked,
+        "matches": matches,  # per rule since the daemon started (fail2ban's "Total failed")
         "backend": svc.backend.name,
         "kernel_check": check,
         "degraded": bool(problems),
