@@ -16,6 +16,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import MutableMapping
+from datetime import datetime
 from typing import Any, TextIO
 
 import structlog
@@ -137,7 +138,7 @@ def configure(target: str = "auto", level: str = "info",
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=False),
+        _timestamp,  # ISO 8601 local time WITH its offset (structlog's "iso" has none)
         structlog.processors.format_exc_info,
         _capture,
         renderer,
@@ -210,6 +211,11 @@ def capture_job_events(job: str, keep: int = 20) -> deque[str]:
 def end_capture(job: str) -> None:
     """Stop keeping events of ``job``."""
     _captures.pop(job, None)
+
+
+def _timestamp(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+    event["timestamp"] = datetime.now().astimezone().isoformat(timespec="microseconds")
+    return event
 
 
 def _capture(_logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
