@@ -121,8 +121,8 @@ def _daemon_note(cfg: Any) -> str:
     pid = daemon_pid(cfg)
     if pid is None:
         return "the daemon is not running"
-    return (f"the running daemon (pid {pid}) follows within "
-            f"{cfg.blocker.firewall.check_interval:g}s")
+    return (f"the daemon (pid {pid}) runs and takes this change over within "
+            f"{cfg.blocker.firewall.check_interval:g}s, before its next kernel check")
 
 
 def _done(args: argparse.Namespace, cfg: Any, data: dict[str, Any], lines: list[str],
