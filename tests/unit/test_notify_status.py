@@ -189,3 +189,27 @@ def test_status_exit_codes_follow_the_daemon_snapshot(
         assert rc == 1 and data["failed"] == ["sa-update"]
     finally:
         lock.release()
+
+
+def test_migration_7_forgets_dry_runs_recorded_by_older_versions(tmp_path: Path) -> None:
+    import sqlite3
+
+    from mailopsd.core.state import MIGRATIONS, split_sql
+
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, _purpose, sql in MIGRATIONS:
+        if number <= 4:
+            for statement in split_sql(sql):
+                conn.execute(statement)
+    conn.execute("PRAGMA user_version = 4")
+    rows = [("sa-update", '{"dry_run": true}'), ("sa-update", '{"rc": 0, "outcome": "updated"}'),
+            ("make-forwards", '{"written": 2, "dry_run": false}')]
+    conn.executemany("INSERT INTO job_runs (job, trigger, pid, started, finished, result, "
+                     "counts) VALUES (?, 'run-job', 1, 1.0, 2.0, 'ok', ?)", rows)
+    conn.close()
+    state = StateDB(str(tmp_path))
+    left = [(r.job, dict(r.counts)) for r in state.history()]
+    assert sorted(left, key=str) == sorted([("sa-update", {"rc": 0, "outcome": "updated"}),
+                                            ("make-forwards", {"written": 2, "dry_run": False})],
+                                           key=str)
