@@ -213,3 +213,54 @@ def test_migration_7_forgets_dry_runs_recorded_by_older_versions(tmp_path: Path)
     assert sorted(left, key=str) == sorted([("sa-update", {"rc": 0, "outcome": "updated"}),
                                             ("make-forwards", {"written": 2, "dry_run": False})],
                                            key=str)
+
+
+class _Service:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def alive(self) -> bool:
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {"degraded": bool(self.problems), "problems": list(self.problems)}
+
+
+class _Daemon:
+    def __init__(self, cfg: Any, service: _Service) -> None:
+        import threading
+        from types import SimpleNamespace
+
+        self.config = cfg
+        self.config_path = "/etc/mailopsd/mailopsd.toml"
+        self.state = StateDB(cfg.daemon.state_dir)
+        self.services = SimpleNamespace(running={"blocker": service})
+        self._running: dict[str, Any] = {}
+        self._running_lock = threading.Lock()
+
+
+def test_a_service_degraded_in_two_snapshots_in_a_row_mails_once_then_recovers(
+        tmp_path: Path, quiet: io.StringIO) -> None:
+    from mailopsd.daemon.status import StatusWriter, read_snapshot
+
+    mails = sendmail(tmp_path)
+    cfg = config(tmp_path)
+    (tmp_path / "run").mkdir()
+    svc = _Service()
+    writer = StatusWriter(_Daemon(cfg, svc))
+    writer.write_once()
+    svc.problems = ["following nothing: /var/log/exim4/mainlg (No such file or directory)"]
+    writer.write_once()  # once could be a reload or a rotation: no alert yet
+    assert not mails.exists()
+    for _ in range(3):
+        writer.write_once()
+    snap = read_snapshot(str(tmp_path / "run"))
+    assert snap is not None and snap["services"]["blocker"]["degraded"] is True
+    assert mails.read_text().count("--END--") == 1
+    assert "service blocker degraded" in mails.read_text() and "mainlg" in mails.read_text()
+    svc.problems = []
+    writer.write_once()
+    events = [json.loads(x)["event"] for x in quiet.getvalue().splitlines()]
+    assert events.count("service_degraded") == 1 and events.count("service_recovered") == 1
+    writer.stop()
+    assert read_snapshot(str(tmp_path / "run")) is None
