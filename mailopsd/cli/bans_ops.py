@@ -29,6 +29,13 @@ def iso(ts: float | None) -> str | None:
         timespec="seconds")
 
 
+def printable(text: str) -> str:
+    """A log line safe for a terminal: control characters (escape sequences) shown as \\xNN."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def who() -> str:
     """The admin behind this command: the sudo caller, else the login of the uid."""
     user = os.environ.get("SUDO_USER")

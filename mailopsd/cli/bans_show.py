@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from mailopsd.cli.bans_ops import ban_json, iso
+from mailopsd.cli.bans_ops import ban_json, iso, printable
 from mailopsd.cli.common import EXIT_JOB_FAILED, EXIT_OK, EXIT_USAGE, print_json
 
 
@@ -83,7 +83,7 @@ def _print(data: dict[str, Any], ban: Any, current: Any, earlier: list[Any],
         if current.evidence:
             print(f"  evidence ({len(current.evidence)} lines that decided the ban):")
             for line in current.evidence:
-                print(f"    {line}")
+                print(f"    {printable(line)}")
         else:
             print("  evidence: none kept (a manual ban, a flood sample, or hits counted "
                   "before a restart)")
@@ -93,4 +93,4 @@ def _print(data: dict[str, Any], ban: Any, current: Any, earlier: list[Any],
             print(f"    {iso(r.banned_at)}  {r.rule}  by {r.by}  until {_until(r.expires)}  "
                   f"ended {iso(r.lifted_at) or '-'} ({r.lifted_by or '-'})  {r.reason}")
             for line in r.evidence:
-                print(f"      {line}")
+                print(f"      {printable(line)}")

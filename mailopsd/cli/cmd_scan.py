@@ -155,15 +155,17 @@ def _scan(args: argparse.Namespace, path: str) -> int:
 
 
 def _print_lines(lines: dict[str, Any]) -> None:
+    from mailopsd.cli.bans_ops import printable
+
     if "matched_lines" in lines:
         print(f"\nmatched lines ({len(lines['matched_lines'])}):")
         for m in lines["matched_lines"]:
-            print(f"  [{m['rule']} {m['ip']}] {m['line']}")
+            print(f"  [{m['rule']} {m['ip']}] {printable(m['line'])}")
     if "missed_lines" in lines:
         print(f"\nmissed lines ({len(lines['missed_lines'])}):")
         for m in lines["missed_lines"]:
             mark = f"[near miss: {m['near_miss']}] " if m.get("near_miss") else ""
-            print(f"  {mark}{m['line']}")
+            print(f"  {mark}{printable(m['line'])}")
 
 
 def _iso(epoch: float) -> str:

@@ -232,3 +232,16 @@ def test_a_kernel_check_right_after_a_cli_removal_does_not_put_the_ban_back(
     assert "192.0.2.71" not in svc._banned
     mem.bans.clear()  # a real loss (someone flushed the firewall) is still repaired
     assert svc.verify(time.time()) == 1 and set(mem.bans) == {"192.0.2.72"}
+
+
+def test_show_never_sends_a_log_lines_escape_sequences_to_the_terminal(
+        cfg: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hostile = "2026-12-07 10:00:00 H=(\x1b]0;owned\x07\x1b[2J) [192.0.2.61] rejected"
+    BanStore(StateDB(str(tmp_path / "state"))).record(
+        "192.0.2.61", "custom", "", count=1, first_seen=0, last_seen=0, expires=None,
+        evidence=[hostile])
+    rc, out, _ = bans(cfg, capsys, "show", "192.0.2.61", "--no-kernel")
+    assert rc == 0 and "\x1b" not in out and "\x07" not in out
+    assert "(\\x1b]0;owned\\x07\\x1b[2J)" in out
+    rc, out, _ = bans(cfg, capsys, "show", "192.0.2.61", "--json", "--no-kernel")
+    assert json.loads(out)["evidence"] == [hostile]  # JSON keeps it exact (escaped by JSON)
