@@ -103,6 +103,20 @@ class BlockerService:
 
         t0 = time.monotonic()
         now = time.time()
+        with self.banlock.held():  # a `mailopsd bans` change lands before or after, not between
+            lifted, active = self._restore(now)
+        self.log.info("bans_restored", count=len(active), expired=len(lifted),
+                      backend=self.backend.name, duration=round(time.monotonic() - t0, 3))
+        mainlog = self.config.blocker.mainlog
+        self._follower = LogFollower(f"blocker:{mainlog}", mainlog, self.state, self._on_lines)
+        self._follower.start()
+        self.started_at = time.monotonic()
+        self._stop.clear()
+        self._tick = threading.Thread(target=self._tick_loop, name="blocker-tick", daemon=True)
+        self._tick.start()
+
+    def _restore(self, now: float) -> tuple[list[Ban], list[Ban]]:
+        """Lift bans expired while stopped, load the rest into the kernel in one commit."""
         lifted = self.store.lift([b.ip for b in self.store.due(now)], "expired", now)
         for ban in lifted:
             self._log_unban(ban, "expired", while_stopped=True)
@@ -121,15 +135,7 @@ class BlockerService:
             for ban in active:
                 self.policy.note_banned(ban.ip, ban.expires)
             self._seq = self.store.last_change()
-        self.log.info("bans_restored", count=len(active), expired=len(lifted),
-                      backend=self.backend.name, duration=round(time.monotonic() - t0, 3))
-        mainlog = self.config.blocker.mainlog
-        self._follower = LogFollower(f"blocker:{mainlog}", mainlog, self.state, self._on_lines)
-        self._follower.start()
-        self.started_at = time.monotonic()
-        self._stop.clear()
-        self._tick = threading.Thread(target=self._tick_loop, name="blocker-tick", daemon=True)
-        self._tick.start()
+        return lifted, active
 
     def stop(self, timeout: float) -> None:
         """Stop following and ticking; bans stay in the kernel (restored at the next start)."""
