@@ -36,11 +36,12 @@ class Evidence:
     def add(self, line: str) -> None:
         """Remember ``line`` if it matches an enabled rule; hostile lines are simply skipped."""
         try:
-            rule, ip, when = self.parser.fields(line)
+            m = self.parser.parse(line)
         except Exception:  # the policy reports bad lines; evidence is best effort
             return
-        if ip is None or rule not in self.keep:
+        if m is None or m.rule not in self.keep:
             return
+        rule, ip, when = m.rule, m.ip, m.when
         kept = self._lines.pop(ip, None)
         if kept is None:
             kept = []
