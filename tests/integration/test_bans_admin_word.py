@@ -115,12 +115,18 @@ def test_removed_and_flushed_addresses_stay_out_while_new_offenders_are_banned(
         offend(mainlog, first)
         wait_until(lambda: set(first) <= kernel.now(), 30, what="the first bans in the kernel")
 
-        st = cli(ns, cfg, "status", "--json")
-        status = json.loads(st.stdout)
-        assert st.returncode == 0, (status["problems"], st.stderr)
-        assert status["blocker"]["file"] == str(mainlog)
-        assert status["blocker"]["position"] == mainlog.stat().st_size
-        assert status["blocker"]["active_bans"] == {"no-rdns": len(first)}
+        def status() -> dict[str, Any] | None:  # the snapshot is at most a few seconds old
+            st = cli(ns, cfg, "status", "--json")
+            data: dict[str, Any] = json.loads(st.stdout)
+            assert st.returncode == 0, (data["problems"], st.stderr)
+            b = data["blocker"]
+            done = (b["active_bans"] == {"no-rdns": len(first)}
+                    and b["position"] == mainlog.stat().st_size and b["lag_bytes"] == 0
+                    and b["kernel_check"]["ok"] is True)
+            return data if done else None
+
+        snap = wait_until(status, 10, 0.5, what="status showing the bans and the position")
+        assert snap["blocker"]["file"] == str(mainlog) and snap["blocker"]["following"]
         shown = json.loads(cli(ns, cfg, "bans", "show", first[0], "--json").stdout)
         assert shown["in_kernel"] is True and len(shown["evidence"]) == 3
         assert all(first[0] in line for line in shown["evidence"])
@@ -151,6 +157,9 @@ def test_removed_and_flushed_addresses_stay_out_while_new_offenders_are_banned(
         assert kernel.seen_after(t_remove, removed) == []
         assert kernel.seen_after(t_flush, flushed) == []
         assert len(kernel.seen) > 50  # the watcher really looked, many times
+        print(f"{kernel.backend}: {len(kernel.seen)} kernel listings in "
+              f"{kernel.seen[-1][0] - kernel.seen[0][0]:.1f} s; none held a removed or "
+              f"flushed address")
 
         again = first[5]  # a flushed address offends again later: banned again normally
         offend(mainlog, [again])
