@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mailopsd.blocker import grammar
 from mailopsd.blocker.rules import RuleSpec
 from mailopsd.core.config.rule_names import AUTHENTICATED
 
@@ -52,24 +53,6 @@ _PREFIX = re.compile(
     r"(?: \[\d+(?::\d+)?\])?"  # +pid
     r" (?:" + _EXIM_ID + r" )?",
     re.ASCII)
-# The host field as Exim prints it: [name ][(helo) ][ip][:port]. HELO names cannot hold spaces
-# (Exim refuses them), so a fake "[ip]" inside a HELO never sits where the real one does.
-_HOST = (r"(?:[^\s()\[\]]+ )?(?:\(\S*\) )?\[(?P<ip>[^\]\s]+)\](?::\d+)?"
-         r"(?: I=\[[^\]\s]*\](?::\d+)?)?")
-_NO_IP = re.compile(r"(?a)no IP address found for host \S+ \(during SMTP connection from "
-                    r"\[(?P<ip>[^\]\s]+)\](?::\d+)?\)\s*$")
-_AUTH_FAILED = re.compile(r"(?a)[\w-]+ authenticator failed for " + _HOST + r": 535 ")
-_RELAY = re.compile(r"(?a)H=" + _HOST + r" ")
-_SYNC_CONN = re.compile(r"(?a)SMTP protocol synchronization error \([^)]*\): rejected connection "
-                        r"from H=" + _HOST + r" input=")
-_SYNC_CMD = re.compile(r"(?a)SMTP protocol synchronization error \([^)]*\): rejected \".*\" "
-                       r"H=" + _HOST + r" next input=")
-_NONMAIL = re.compile(r"(?a)SMTP call from " + _HOST + r" dropped: too many (?:nonmail commands|"
-                      r"unrecognized commands|syntax or protocol errors)")
-_ARRIVAL = re.compile(r"(?a)<= [^\s\"]+ H=" + _HOST + r" ")
-_A_FIELD = re.compile(r"(?a) A=[\w-]+:")
-
-
 def normalise_ip(text: str) -> str | None:
     """The canonical text of an IPv4/IPv6 address (v4-mapped IPv6 -> IPv4), None if invalid."""
     if not text or len(text) > 45:  # checked before the cache: it must not keep junk
@@ -264,24 +247,27 @@ class LineParser:
         if parsed is None:
             return self._hint(line), None, 0.0
         when, start = parsed
-        found = self._builtin(line, start)
-        if found is None and self.custom:
+        found = self._builtin(line, start)  # (rule, normalised address)
+        if found is not None:
+            rule, ip = found
+        else:
+            if not self.custom:
+                return self._hint(line), None, when
             msg = line[start:]  # a user's "^" must anchor at the message
             for spec in self.custom:
                 if spec.prefilter and spec.prefilter not in msg:
                     continue
                 m = spec.regex.search(msg) if spec.regex is not None else None
                 if m is not None:
-                    found = (spec.name, m.group("ip") or "")
+                    rule, raw = spec.name, m.group("ip") or ""
                     break
-        if found is None:
-            return self._hint(line), None, when
-        rule, raw = found
-        ip = normalise_ip(raw)
-        if ip is None:
-            ip = normalise_ip(raw.strip("[]")) if raw[:1] == "[" else None
+            else:
+                return self._hint(line), None, when
+            ip = normalise_ip(raw)
             if ip is None:
-                return rule, None, when
+                ip = normalise_ip(raw.strip("[]")) if raw[:1] == "[" else None
+                if ip is None:
+                    return rule, None, when
         if self.ipv6_aggregate:
             ip = aggregate_ip(ip)
         return rule, ip, when
@@ -293,50 +279,42 @@ class LineParser:
         return None
 
     def _builtin(self, line: str, p: int) -> tuple[str, str] | None:
-        """(rule, raw address) if ``line``'s message (from index p) is a built-in rule's."""
-        # positions instead of slicing the message out: this runs for every candidate line
+        """(rule, address) if ``line``'s message (from index p) is a built-in rule's.
+
+        The first character of the message picks the candidate forms; ``grammar`` reads them.
+        """
         on = self.enabled
-        m: re.Match[str] | None
+        norm = normalise_ip
+        ip: str | None
         c = line[p:p + 1]
-        if c == "n" and "no-rdns" in on:
+        if c == "n":
+            if "no-rdns" not in on:
+                return None
             if line.startswith("no host name found for IP address ", p):
-                raw = line[p + 34:].rstrip()
-                return None if " " in raw else ("no-rdns", raw)
-            if line.startswith("no IP address found for host ", p):
-                m = _NO_IP.match(line, p)
-                return ("no-rdns", m.group("ip")) if m else None
-            return None
+                ip = grammar.no_host_name(line, p, norm)
+            elif line.startswith("no IP address found for host ", p):
+                ip = grammar.no_ip_for_host(line, p, norm)
+            else:
+                return None
+            return None if ip is None else ("no-rdns", ip)
         if c == "S":
-            if line.startswith("SMTP call from ", p) and "nonmail" in on:
-                m = _NONMAIL.match(line, p)
-                return ("nonmail", m.group("ip")) if m else None
-            if line.startswith("SMTP protocol synchronization error (", p) and "sync-error" in on:
-                m = _SYNC_CONN.match(line, p)
-                if m is None and line.count(" H=", p) == 1:
-                    # the rejected command and the input are the client's text: a second
-                    # " H=" could be forged, so only an unambiguous line is trusted
-                    m = _SYNC_CMD.match(line, p)
-                return ("sync-error", m.group("ip")) if m else None
-            return None
-        if c == "H":
-            if "relay-denied" in on:
-                # string tests, not ".*" regexes: no backtracking on a hostile 8 KiB line
-                m = _RELAY.match(line, p)
-                if (m is not None and line.rstrip().endswith(": relay not permitted")
-                        and line.find(" rejected RCPT ", m.end() - 1) > 0):
-                    return "relay-denied", m.group("ip")
-            return None
+            if line.startswith("SMTP call from ", p):
+                rule, ip = "nonmail", grammar.nonmail(line, p, norm) if "nonmail" in on else None
+            elif line.startswith("SMTP protocol synchronization error (", p):
+                rule = "sync-error"
+                ip = grammar.sync_error(line, p, norm) if rule in on else None
+            else:
+                return None
+            return None if ip is None else (rule, ip)
+        if c == "H" or (c == " " and line.startswith(" DSH=", p)):
+            ip = grammar.relay_denied(line, p, norm) if "relay-denied" in on else None
+            return None if ip is None else ("relay-denied", ip)
         if c == "<":
             if "no-rdns" in on and line.startswith("<= ", p):
-                m = _ARRIVAL.match(line, p)
-                if m is not None:
-                    # A= sits between the host field and S=; later fields (id=, T=) are the
-                    # client's text
-                    end = line.find(" S=", m.end() - 1)
-                    if end > 0 and _A_FIELD.search(line, m.end() - 1, end + 1):
-                        return AUTHENTICATED, m.group("ip")
+                ip = grammar.authenticated(line, p, norm)
+                return None if ip is None else (AUTHENTICATED, ip)
             return None
         if "auth-failed" in on and line.find(" authenticator failed for ", p, p + 80) >= 0:
-            m = _AUTH_FAILED.match(line, p)
-            return ("auth-failed", m.group("ip")) if m else None
+            ip = grammar.auth_failed(line, p, norm)
+            return None if ip is None else ("auth-failed", ip)
         return None
