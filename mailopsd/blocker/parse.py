@@ -248,6 +248,7 @@ class LineParser:
             return self._hint(line), None, 0.0
         when, start = parsed
         found = self._builtin(line, start)  # (rule, normalised address)
+        ip: str | None
         if found is not None:
             rule, ip = found
         else:
