@@ -45,7 +45,7 @@ _SYNC_CONN = re.compile(
 _SYNC_CMD_HEAD = re.compile(
     r"SMTP protocol synchronization error \(next input sent too soon: pipelining was"
     r"(?: not)? advertised\): rejected \"", re.ASCII)
-_SYNC_CMD_HOST = re.compile(r"(?: DS)?H=" + HOST + _IDENT_CI + r" next input=\"", re.ASCII)
+_SYNC_CMD_HOST = re.compile(r"H=" + HOST + _IDENT_CI + r" next input=\"", re.ASCII)
 _NONMAIL = re.compile(r"SMTP call from " + HOST + _IDENT_CI + r" dropped: too many "
                       r"(?:nonmail commands|unrecognized commands|syntax or protocol errors)",
                       re.ASCII)
@@ -67,7 +67,7 @@ _MAX_READINGS = 16  # more candidate readings than this on one line: treated as 
 Normalise = Callable[[str], "str | None"]
 
 
-def _unshifted(line: str, m: re.Match[str], norm: Normalise) -> str | None:
+def _unshifted(line: str, m: re.Match[str], norm: Normalise, always: bool = False) -> str | None:
     """The address of a host-field match, or None if a junk HELO could have shifted it.
 
     A HELO with spaces (helo_accept_junk_hosts) could end in ``) [x]`` followed by what Exim
@@ -77,9 +77,9 @@ def _unshifted(line: str, m: re.Match[str], norm: Normalise) -> str | None:
     ip = norm(m.group("ip"))
     if ip is None:
         return None
-    if m.group("helo") is None:  # no HELO printed: nothing the client wrote precedes the address
-        return ip
-    pos = m.end("helo")
+    if m.group("helo") is None and not always:
+        return ip  # no HELO printed: nothing the client wrote precedes the address
+    pos = m.end("helo") if m.group("helo") is not None else m.end("ip")
     for n, other in enumerate(_OTHER_HOST.finditer(line, pos)):
         if n >= _MAX_READINGS:
             return None
@@ -114,19 +114,19 @@ def sync_error(line: str, p: int, norm: Normalise) -> str | None:
     if head is None:
         return None
     # the rejected command comes before H= and is the client's raw text: it may hold '" H='
-    # too. Every '" H=' is a possible end of the command; all readings must agree.
+    # too, and so may a junk HELO and the input after. Exim's own '" H=' is one of them: each
+    # must read as a host field (a junk HELO makes the real one unreadable) and all must agree.
     found: str | None = None
-    i = line.find('" ', head.end() - 1)
+    i = line.find('" H=', head.end() - 1)
     for _ in range(_MAX_READINGS):
         if i < 0:
             return found
         h = _SYNC_CMD_HOST.match(line, i + 2)
-        if h is not None:
-            ip = _unshifted(line, h, norm)
-            if ip is None or (found is not None and ip != found):
-                return None
-            found = ip
-        i = line.find('" ', i + 1)
+        ip = None if h is None else _unshifted(line, h, norm, always=True)
+        if ip is None or (found is not None and ip != found):
+            return None
+        found = ip
+        i = line.find('" H=', i + 1)
     return None
 
 
