@@ -157,3 +157,13 @@ def test_an_rdns_name_that_looks_like_an_address_is_not_the_address() -> None:
     for form in (X.auth_failed, X.relay_denied, X.nonmail, X.sync_early):
         m = PARSER.parse("2026-11-24 21:55:02 " + form(Host(A, name=f"[{V}]")))
         assert m is not None and m.ip == A, form
+
+
+def test_an_ident_holding_a_fake_address_does_not_hide_the_client() -> None:
+    """What a real Exim wrote for a hostile ident server (tests/integration): still the client."""
+    ident = f"x) [{V}] H=[{V}] U=[{V}]"
+    for form in (X.auth_failed, X.relay_denied, X.nonmail, X.sync_early, X.sync_pipelining):
+        m = PARSER.parse("2026-11-24 21:55:02 " + form(Host(A, helo="c.example", ident=ident)))
+        assert m is not None and m.ip == A, form
+    m = PARSER.parse("2026-11-24 21:55:02 " + X.arrival(Host(A, helo="c", ident=ident)))
+    assert m is not None and (m.rule, m.ip) == (AUTHENTICATED, A)
