@@ -164,41 +164,6 @@ def _line_time_slow(line: str) -> tuple[float, int] | None:
     return when, m.end()
 
 
-NO_RDNS_KEY = b"no host name found for IP address "
-
-
-def fast_no_rdns(body: bytes, s: int, i: int, e: int) -> tuple[str, str, float] | None:
-    """scan-log's shortcut for the commonest abusive line, ``YYYY-MM-DD HH:MM:SS no host name
-    found for IP address X``: the line is ``body[s:e]``, the keyword at ``i``. Returns
-    (rule, address, when), or None to let ``LineParser.fields`` decide; where it answers, it
-    answers exactly as ``fields`` would (the unit tests compare both on fuzzed logs)."""
-    if i != s + 20 or body[s + 19] != 32 or body[s + 16] != 58:
-        return None
-    try:
-        ip = normalise_ip(body[i + 34:e].decode("ascii"))
-    except UnicodeDecodeError:
-        return None
-    if ip is None:
-        return None
-    when = _fast_when(body, s)
-    return None if when is None else ("no-rdns", ip, when)
-
-
-def _fast_when(body: bytes, s: int) -> float | None:
-    """line_time's fast path on bytes: "YYYY-MM-DD HH:MM:SS " at s (the caller checked 16/19)."""
-    try:
-        minute = body[s:s + 16].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    base = _LOCAL.get(minute, -1.0)
-    if base == -1.0:
-        base = _LOCAL[minute] = _minute_epoch(minute, None)
-    sec = body[s + 17:s + 19]
-    if base is None or not sec.isdigit() or sec > b"60":
-        return None
-    return base + int(sec)
-
-
 class LineParser:
     """Parses mainlog lines for the enabled rules (built-in and custom)."""
 
@@ -206,8 +171,6 @@ class LineParser:
         self.enabled = {n for n, s in specs.items() if s.enabled}
         self.custom = [s for s in specs.values() if s.enabled and s.regex is not None]
         self.ipv6_aggregate = ipv6_aggregate
-        # scan-log may use fast_no_rdns() (it does not aggregate)
-        self.shortcuts = "no-rdns" in self.enabled and not ipv6_aggregate
         kws: dict[str, str] = {}
         for rule, words in BUILTIN_KEYWORDS.items():
             wanted = rule in self.enabled or (rule == AUTHENTICATED and "no-rdns" in self.enabled)

@@ -271,3 +271,35 @@ def _val(v: Any) -> str:
         return "{" + ", ".join(f"{_key(k)} = {_val(x)}" for k, x in v.items()) + "}"
     return '"' + "".join(c if c.isprintable() and c not in '"\\' else f"\\U{ord(c):08x}"
                          for c in str(v)) + '"'
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases)
+def test_scan_log_decides_exactly_like_the_daemon_on_generated_logs(rnd: random.Random) -> None:
+    """scan-log's shortcut (blocker/fastpath.py) and block reader against the daemon's
+    line-by-line policy, on generated logs of clean and hostile lines mixed."""
+    from mailopsd.blocker.scan import scan_file
+
+    lines = [exim_line(rnd, forged=rnd.random() < 0.5)[0] for _ in range(40)]
+    ips = [f"198.51.100.{rnd.randrange(1, 4)}", "2001:db8:1::1"]
+    lines = [re.sub(r"198\.51\.100\.\d+|2001:db8:1::[0-9a-f]+", rnd.choice(ips), x)
+             for x in lines]  # a few clients, so that thresholds are crossed
+    cfg = parse_config({"blocker": {"ignore_self": False, "ipv6_aggregate": rnd.random() < 0.3,
+                                    "rules": {r: {"maxretry": rnd.randrange(1, 4)} for r in (
+                                        "no-rdns", "auth-failed", "relay-denied",
+                                        "sync-error", "nonmail")}}}).blocker
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "mainlog"
+        path.write_bytes("".join(x + "\n" for x in lines).encode("utf-8", "surrogateescape"))
+        result = scan_file(str(path), cfg, IgnoreList(()))
+    live = BanPolicy(cfg, IgnoreList(()))
+    text = "".join(x + "\n" for x in lines).encode("utf-8", "surrogateescape").decode(
+        "utf-8", "replace")
+    decisions = [x for x in map(live.feed_line, text.split("\n")[:-1]) if x is not None]
+    assert result.bans == decisions
+    assert {k: v["matches"] for k, v in result.rules.items()} == {
+        k: live.matches[k] for k in result.rules}
+    assert result.authenticated == live.matches[AUTHENTICATED]
+    assert result.exempted == live.exempted
