@@ -125,21 +125,21 @@ def _scan_block(body: bytes, keys: list[str] | None, policy: BanPolicy,
         policy.lines += len(parts) - 1
         return
     # line start -> line end of every line holding a keyword (str.find: a fast C search)
-    cand: dict[int, int] = {}
+    cand: dict[int, tuple[int, str]] = {}
     find, rfind = text.find, text.rfind
     for k in keys:
         i = find(k)
         while i >= 0:
             s = rfind("\n", 0, i) + 1
             e = find("\n", i)
-            cand[s] = e
+            cand[s] = (e, k)
             i = find(k, e)
     parser = policy.parser
     fields, count, unmatched = parser.fields, policy.count, policy.unmatched
     bans = result.bans
     for s in sorted(cand):
-        e = cand[s]
-        hit = quick(text, s, e, parser)
+        e, k = cand[s]
+        hit = quick(text, s, e, k, parser)
         if hit is not None:
             decision = count(*hit)
         else:

@@ -303,3 +303,13 @@ def test_scan_log_decides_exactly_like_the_daemon_on_generated_logs(rnd: random.
         k: live.matches[k] for k in result.rules}
     assert result.authenticated == live.matches[AUTHENTICATED]
     assert result.exempted == live.exempted
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.ip_addresses(v=6).map(str), st.ip_addresses(v=6).map(lambda a: a.exploded),
+                 st.ip_addresses(v=6).map(lambda a: str(a).upper()),
+                 st.text("0123456789abcdefABCDEF:.", max_size=45)))
+def test_the_fast_ipv6_reading_equals_ipaddress(text: str) -> None:
+    from mailopsd.blocker.parse import _normalise_v6, normalise_ip
+
+    assert normalise_ip(text) == (_normalise_v6(text) if ":" in text else normalise_ip(text))
