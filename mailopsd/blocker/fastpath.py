@@ -1,11 +1,11 @@
 """scan-log's shortcut through the grammar for the commonest line forms.
 
-``quick(text, s, e, keyword, parser)`` reads the line ``text[s:e]`` when it has Debian's default
+``read_block`` reads each line when it has Debian's default
 timestamp (``YYYY-MM-DD HH:MM:SS``, no zone, ms or pid) and one of the built-in rules' forms
 without an ident and without anything that calls for a second reading (a later ``) [``), with
 one regex that takes the address straight from the block: no slicing, no decoding, no dispatch.
-Everything else -- and every line where the answer would be "no match" -- returns None, and
-scan-log then asks ``LineParser.fields``; where ``quick`` answers, it answers exactly as
+Everything else -- and every line where the answer would be "no match" -- is left (None), and
+scan-log then asks ``LineParser.fields``; where the shortcut answers, it answers exactly as
 ``fields`` would (the unit and property tests compare both).
 """
 
@@ -48,42 +48,57 @@ FORMS: dict[str, tuple[str, re.Pattern[str]]] = {
 }
 
 
-def quick(text: str, s: int, e: int, kw: str,
-          parser: LineParser) -> tuple[str, str, float] | None:
-    """(rule, address, when) of the line text[s:e], found by keyword ``kw``, if it is a plain
-    common form; else None."""
-    form = FORMS.get(kw)
-    if form is None:
-        return None
-    rule, pattern = form
-    m = pattern.match(text, s, e)
-    if m is None:
-        return None
+def read_block(text: str, keys: list[str], parser: LineParser
+               ) -> tuple[dict[int, tuple[str, str, float] | None], dict[int, int]]:
+    """Every line of ``text`` holding a keyword: line start -> (rule, address, when) where the
+    shortcut read it, else None; and line start -> line end for those left to the grammar.
+
+    The forms are mutually exclusive (each begins with different text of Exim's), so a line
+    found by two keywords is read once.
+    """
+    done: dict[int, tuple[str, str, float] | None] = {}
+    slow: dict[int, int] = {}
+    find, rfind = text.find, text.rfind
+    enabled, aggregate, local = parser.enabled, parser.ipv6_aggregate, _LOCAL
+    for k in keys:
+        rule, pattern = FORMS.get(k, ("", None))
+        if pattern is not None and (rule in enabled or (rule == AUTHENTICATED
+                                                        and "no-rdns" in enabled)):
+            match = pattern.match
+            helo_check = "helo" in pattern.groupindex
+        else:
+            match = None
+        i = find(k)
+        while i >= 0:
+            s = rfind("\n", 0, i) + 1
+            e = find("\n", i)
+            i = find(k, e)
+            if s in done:
+                continue
+            m = None if match is None else match(text, s, e)
+            hit = None
+            if m is not None and _extra_ok(rule, text, s, e, m, k) and not (
+                    helo_check and m.end("helo") >= 0 and text.find(") [", m.end("helo"), e) >= 0):
+                ip = normalise_ip(m.group("ip"))
+                minute = m.group("min")
+                base = local.get(minute, -1.0)
+                if base == -1.0:
+                    base = local[minute] = _minute_epoch(minute, None)
+                if ip is not None and base is not None:
+                    hit = (rule, aggregate_ip(ip) if aggregate else ip, base + int(m.group("sec")))
+            done[s] = hit
+            if hit is None:
+                slow[s] = e
+    return done, slow
+
+
+def _extra_ok(rule: str, text: str, s: int, e: int, m: re.Match[str], kw: str) -> bool:
+    """The checks a form needs beyond its regex (string tests: no backtracking)."""
     if rule == AUTHENTICATED:
-        if "no-rdns" not in parser.enabled or text.find(" A=", m.end() - 1, e) < 0:
-            return None
-    elif rule not in parser.enabled:
-        return None
-    elif rule == "relay-denied":
-        if not (text.endswith(": relay not permitted", s, e)
-                and text.find(" rejected RCPT ", m.end(), e) >= 0):
-            return None
-    elif rule == "auth-failed" and text.find(kw, s + 20, s + 100) < 0:
-        return None
-    if "helo" in pattern.groupindex:
-        # a HELO, and a later ") [": the grammar's second-reading check decides
-        helo = m.end("helo")
-        if helo >= 0 and text.find(") [", helo, e) >= 0:
-            return None
-    ip = normalise_ip(m.group("ip"))
-    if ip is None:
-        return None
-    minute = m.group("min")
-    base = _LOCAL.get(minute, -1.0)
-    if base == -1.0:
-        base = _LOCAL[minute] = _minute_epoch(minute, None)
-    if base is None:
-        return None
-    if parser.ipv6_aggregate:
-        ip = aggregate_ip(ip)
-    return rule, ip, base + int(m.group("sec"))
+        return text.find(" A=", m.end() - 1, e) >= 0
+    if rule == "relay-denied":
+        return (text.endswith(": relay not permitted", s, e)
+                and text.find(" rejected RCPT ", m.end(), e) >= 0)
+    if rule == "auth-failed":
+        return text.find(kw, s + 20, s + 100) >= 0
+    return True

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from mailopsd.blocker.fastpath import quick
+from mailopsd.blocker.fastpath import read_block
 from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.policy import BanDecision, BanPolicy
 from mailopsd.core.config.rule_names import AUTHENTICATED
@@ -124,26 +124,17 @@ def _scan_block(body: bytes, keys: list[str] | None, policy: BanPolicy,
                 result.bans.append(decision)
         policy.lines += len(parts) - 1
         return
-    # line start -> line end of every line holding a keyword (str.find: a fast C search)
-    cand: dict[int, tuple[int, str]] = {}
-    find, rfind = text.find, text.rfind
-    for k in keys:
-        i = find(k)
-        while i >= 0:
-            s = rfind("\n", 0, i) + 1
-            e = find("\n", i)
-            cand[s] = (e, k)
-            i = find(k, e)
-    parser = policy.parser
-    fields, count, unmatched = parser.fields, policy.count, policy.unmatched
+    # every line holding a keyword (str.find: a fast C search), read by the shortcut where
+    # it can; the rest by the grammar
+    done, slow = read_block(text, keys, policy.parser)
+    fields, count, unmatched = policy.parser.fields, policy.count, policy.unmatched
     bans = result.bans
-    for s in sorted(cand):
-        e, k = cand[s]
-        hit = quick(text, s, e, k, parser)
+    for s in sorted(done):
+        hit = done[s]
         if hit is not None:
             decision = count(*hit)
         else:
-            rule, ip, when = fields(text[s:e], True)
+            rule, ip, when = fields(text[s:slow[s]], True)
             if ip is None:
                 if rule is not None:
                     unmatched[rule] = unmatched.get(rule, 0) + 1
