@@ -167,3 +167,28 @@ def test_an_ident_holding_a_fake_address_does_not_hide_the_client() -> None:
         assert m is not None and m.ip == A, form
     m = PARSER.parse("2026-11-24 21:55:02 " + X.arrival(Host(A, helo="c", ident=ident)))
     assert m is not None and (m.rule, m.ip) == (AUTHENTICATED, A)
+
+
+def test_hostile_8k_lines_built_against_the_grammar_stay_cheap() -> None:
+    """Many second readings, idents that never end, '" H=' everywhere: bounded work, no match
+    where the line is ambiguous."""
+    import time
+
+    t = "2026-11-24 21:55:02 "
+    nasty = [
+        t + "SMTP call from (x) [192.0.2.1] U=" + "a U=b Ci=" * 900,
+        t + "H=(x) [192.0.2.1] F=<a> " + ") [198.51.100.9] F=<b>" * 400
+        + " rejected RCPT <c>: relay not permitted",
+        t + 'SMTP protocol synchronization error (next input sent too soon: pipelining was not '
+            'advertised): rejected "' + '" H=(x) [192.0.2.1] next input="' * 250,
+        t + "x authenticator failed for (h) [192.0.2.1] U=" + ": 53" * 2500,
+        t + "no IP address found for host x (during SMTP connection from (" + "a) [1.2.3.4] "
+            * 700 + ")",
+        t + "1xVyTg-0000db-27 <= a H=(h) [192.0.2.1] U=" + " P=esmtpa A=x:y" * 500 + " S=1",
+    ]
+    start = time.perf_counter()
+    for _ in range(3):
+        for line in nasty:
+            m = PARSER.parse(line)
+            assert m is None or m.ip == "192.0.2.1", (line[:120], m)
+    assert time.perf_counter() - start < 3.0
