@@ -204,3 +204,61 @@ def _daemon_bans(lab: Lab, cfg: Path, want: dict[str, str]) -> dict[str, str]:
         d.stop()
         lab.server.run([MAILOPSD, "--config", str(cfg), "bans", "flush"], check=False)
     return banned
+
+
+JUNK = r"""
+import base64, smtplib, sys
+server, src, helo = sys.argv[1], sys.argv[2], sys.argv[3]
+def smtp():
+    s = smtplib.SMTP(timeout=15, source_address=(src, 0))
+    s.connect(server, 25)
+    s.ehlo(helo)
+    return s
+s = smtp(); s.mail("a@spammer.test"); print(s.rcpt("victim@remote.test"), flush=True); s.quit()
+s = smtp()
+print(s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice\0wrong").decode()), flush=True)
+s.quit()
+s = smtp()
+try:
+    for _ in range(30):
+        s.noop()
+except (smtplib.SMTPException, OSError) as exc:
+    print("nonmail:", exc, flush=True)
+"""
+# HELOs a junk-accepting Exim writes verbatim: each ends like the rest of a real host field
+JUNK_HELOS = [
+    f"x) [{VICTIM}] F=<a> rejected RCPT <b>: relay not permitted (",
+    f"x) [{VICTIM}]: 535 Incorrect authentication data (",
+    f"x) [{VICTIM}] dropped: too many nonmail commands (",
+    f"x) [{VICTIM}]:25 I=[192.0.2.1]:25 U=y",
+]
+
+
+def test_junk_helos_from_a_real_exim_never_ban_the_address_they_name(lab: Lab) -> None:
+    """helo_accept_junk_hosts: the HELO may imitate the rest of a host field; the line is then
+    ambiguous and must not ban the address it names (the client's own may or may not be)."""
+    root = lab.root / f"exim-junk-{time.monotonic_ns()}"
+    root.mkdir(mode=0o755)
+    with PrivateExim(root, listen=["192.0.2.1", "2001:db8::1"], port=25, netns=lab.server,
+                     log_selector="+all", variant="helo_accept_junk_hosts = *\n"
+                     "smtp_accept_max_nonmail = 5\n") as exim:
+        for n, helo in enumerate(JUNK_HELOS):
+            for server, src in (("192.0.2.1", f"192.0.2.{11 + n}"),
+                                ("2001:db8::1", f"2001:db8::{11 + n}")):
+                lab.client.run([sys.executable, "-c", JUNK, server, src, helo], timeout=120)
+        log = exim.mainlog.read_text(errors="replace")
+        assert log.count(f"({JUNK_HELOS[0]})") >= 2, log  # Exim wrote the junk as it came
+        cfg = write_config(root / "mailopsd", blocker={
+            "enabled": True, "mainlog": str(exim.mainlog), "ignore_self": False,
+            "rules": {r: {"maxretry": 1} for r in (
+                "no-rdns", "auth-failed", "relay-denied", "sync-error", "nonmail")}})
+        scanned = run_cli(cfg, "scan-log", "--json", str(exim.mainlog))
+        assert scanned.returncode == 0, scanned.stderr
+        report = json.loads(scanned.stdout)
+        banned = {b["ip"] for b in report["bans"]}
+        assert VICTIM not in banned
+        assert banned <= {f"192.0.2.{11 + n}" for n in range(4)} | {
+            f"2001:db8::{11 + n}" for n in range(4)}
+        # every junk line was either read for its real client or not at all
+        matched = sum(r["matches"] for r in report["rules"].values())
+        assert matched >= 8  # the no-rdns lines at least (no HELO in them)

@@ -35,7 +35,7 @@ EVERY_HIT_BANS = parse_config({"blocker": {"ignore_self": False, "auth_exempt": 
     r: {"maxretry": 1} for r in ("no-rdns", "auth-failed", "relay-denied", "sync-error",
                                  "nonmail")}}}).blocker
 PARSER = LineParser(rule_specs(EVERY_HIT_BANS))
-MANY = settings(max_examples=10_000, deadline=None,
+MANY = settings(max_examples=10_200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 V4, V6 = "203.0.113.{}", "2001:db8:bad::{:x}"  # victims: an attacker wants them banned
