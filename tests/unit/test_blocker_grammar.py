@@ -192,3 +192,20 @@ def test_hostile_8k_lines_built_against_the_grammar_stay_cheap() -> None:
             m = PARSER.parse(line)
             assert m is None or m.ip == "192.0.2.1", (line[:120], m)
     assert time.perf_counter() - start < 3.0
+
+
+def test_the_documented_custom_rule_reads_the_optional_fields() -> None:
+    """docs/blocker-detection.md's example custom rule, as an admin would paste it."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "blocker-detection.md").read_text()
+    block = re.search(r"```toml\n(\[blocker\.rules\.auth-not-advertised\].*?)```", doc, re.S)
+    assert block is not None
+    parser = LineParser(rule_specs(parse_config(tomllib.loads(block.group(1))).blocker))
+    for host, ip in (("(x) [192.0.2.5]:4321 I=[192.0.2.1]:25 U=bob", "192.0.2.5"),
+                     ("[2001:db8::5]", "2001:db8::5")):
+        m = parser.parse(f'2026-11-24 21:55:02.123 [77] SMTP protocol error in "AUTH LOGIN" '
+                         f"H={host} AUTH command used when not advertised")
+        assert m is not None and (m.rule, m.ip) == ("auth-not-advertised", ip)
