@@ -114,7 +114,7 @@ def lab() -> Iterator[Lab]:
     with scratch_root() as root, Netns("mogr") as server, Netns("mogr") as client:
         _, ifc = veth_pair(server, client, "192.0.2.1/24", "192.0.2.10/24", "2001:db8::1/64",
                            "2001:db8::10/64")
-        for k in PLAN:
+        for k in (*PLAN, 17, 20):
             if k != 10:
                 client.run(["ip", "addr", "add", f"192.0.2.{k}/24", "dev", ifc])
                 client.run(["ip", "addr", "add", f"2001:db8::{k}/64", "dev", ifc, "nodad"])
@@ -279,3 +279,43 @@ def test_junk_helos_from_a_real_exim_never_ban_the_address_they_name(lab: Lab) -
         # every junk line was either read for its real client or not at all
         matched = sum(r["matches"] for r in report["rules"].values())
         assert matched >= 8  # the no-rdns lines at least (no HELO in them)
+
+
+def test_no_ip_found_for_host_with_the_incoming_interface(lab: Lab) -> None:
+    """The issue's report: "no IP address found for host N (during SMTP connection from
+    [X]:port I=[...]:25)" (+all) was not read. Exim writes it when a host list names a host
+    that has no address (here relay_from_hosts = ghost.example, checked at RCPT time, so the
+    HELO is in the host field too)."""
+    root = lab.root / f"exim-noip-{time.monotonic_ns()}"
+    root.mkdir(mode=0o755)
+    with PrivateExim(root, listen=["192.0.2.1", "2001:db8::1"], port=25, netns=lab.server,
+                     log_selector="+all", relay_from_hosts=("ghost.example",)) as exim:
+        for server, src in (("192.0.2.1", "192.0.2.17"), ("2001:db8::1", "2001:db8::17")):
+            lab.client.run([sys.executable, "-c", RCPT, server, src], timeout=60)
+        for ip in ("192.0.2.17", "2001:db8::17"):
+            exim.wait_for_log(
+                r"no IP address found for host ghost\.example \(during SMTP connection from "
+                rf"\(rcpt\.example\) \[{re.escape(ip)}\]:\d+ I=\[[0-9a-f.:]+\]:25\)$",
+                timeout=20)
+        cfg = write_config(root / "mailopsd", blocker={
+            "enabled": True, "mainlog": str(exim.mainlog), "ignore_self": False,
+            "rules": {"no-rdns": {"maxretry": 4}, "relay-denied": {"enabled": False}}})
+        scanned = run_cli(cfg, "scan-log", "--json", str(exim.mainlog))
+        assert scanned.returncode == 0, scanned.stderr
+        report = json.loads(scanned.stdout)
+        # two connections each: 2 "no host name found" + 2 "no IP address found" lines
+        assert {b["ip"]: b["rule"] for b in report["bans"]} == {
+            "192.0.2.17": "no-rdns", "2001:db8::17": "no-rdns"}, exim.log_text()
+        assert report["rules"]["no-rdns"]["unmatched"] == 0
+
+
+RCPT = r"""
+import smtplib, sys
+for _ in range(2):
+    s = smtplib.SMTP(timeout=30, source_address=(sys.argv[2], 0))
+    s.connect(sys.argv[1], 25)
+    s.ehlo("rcpt.example")
+    s.mail("a@rcpt.example")
+    print(s.rcpt("x@remote.test"), flush=True)
+    s.quit()
+"""
