@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mailopsd.blocker import grammar
 from mailopsd.blocker.rules import RuleSpec
 from mailopsd.core.config.rule_names import AUTHENTICATED
 
@@ -52,24 +53,6 @@ _PREFIX = re.compile(
     r"(?: \[\d+(?::\d+)?\])?"  # +pid
     r" (?:" + _EXIM_ID + r" )?",
     re.ASCII)
-# The host field as Exim prints it: [name ][(helo) ][ip][:port]. HELO names cannot hold spaces
-# (Exim refuses them), so a fake "[ip]" inside a HELO never sits where the real one does.
-_HOST = (r"(?:[^\s()\[\]]+ )?(?:\(\S*\) )?\[(?P<ip>[^\]\s]+)\](?::\d+)?"
-         r"(?: I=\[[^\]\s]*\](?::\d+)?)?")
-_NO_IP = re.compile(r"(?a)no IP address found for host \S+ \(during SMTP connection from "
-                    r"\[(?P<ip>[^\]\s]+)\](?::\d+)?\)\s*$")
-_AUTH_FAILED = re.compile(r"(?a)[\w-]+ authenticator failed for " + _HOST + r": 535 ")
-_RELAY = re.compile(r"(?a)H=" + _HOST + r" ")
-_SYNC_CONN = re.compile(r"(?a)SMTP protocol synchronization error \([^)]*\): rejected connection "
-                        r"from H=" + _HOST + r" input=")
-_SYNC_CMD = re.compile(r"(?a)SMTP protocol synchronization error \([^)]*\): rejected \".*\" "
-                       r"H=" + _HOST + r" next input=")
-_NONMAIL = re.compile(r"(?a)SMTP call from " + _HOST + r" dropped: too many (?:nonmail commands|"
-                      r"unrecognized commands|syntax or protocol errors)")
-_ARRIVAL = re.compile(r"(?a)<= [^\s\"]+ H=" + _HOST + r" ")
-_A_FIELD = re.compile(r"(?a) A=[\w-]+:")
-
-
 def normalise_ip(text: str) -> str | None:
     """The canonical text of an IPv4/IPv6 address (v4-mapped IPv6 -> IPv4), None if invalid."""
     if not text or len(text) > 45:  # checked before the cache: it must not keep junk
@@ -88,6 +71,20 @@ def _normalise(text: str) -> str | None:
         except (OSError, ValueError):  # ValueError: an embedded NUL
             return None
         return None if text == "0.0.0.0" else text
+    # the C functions first (ipaddress costs ~3 us an address): glibc's inet_ntop writes the
+    # same RFC 5952 text as ipaddress except for embedded IPv4 ("." in it), left to ipaddress
+    # with the unspecified address (tests/unit/test_blocker_properties.py compares both)
+    try:
+        canon = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text))
+    except (OSError, ValueError):
+        return None
+    if "." not in canon and canon != "::":
+        return canon
+    return _normalise_v6(text)
+
+
+def _normalise_v6(text: str) -> str | None:
+    """ipaddress's reading of an IPv6 text (v4-mapped -> IPv4), None if invalid."""
     try:
         addr = ipaddress.IPv6Address(text)
     except ValueError:
@@ -181,41 +178,6 @@ def _line_time_slow(line: str) -> tuple[float, int] | None:
     return when, m.end()
 
 
-NO_RDNS_KEY = b"no host name found for IP address "
-
-
-def fast_no_rdns(body: bytes, s: int, i: int, e: int) -> tuple[str, str, float] | None:
-    """scan-log's shortcut for the commonest abusive line, ``YYYY-MM-DD HH:MM:SS no host name
-    found for IP address X``: the line is ``body[s:e]``, the keyword at ``i``. Returns
-    (rule, address, when), or None to let ``LineParser.fields`` decide; where it answers, it
-    answers exactly as ``fields`` would (the unit tests compare both on fuzzed logs)."""
-    if i != s + 20 or body[s + 19] != 32 or body[s + 16] != 58:
-        return None
-    try:
-        ip = normalise_ip(body[i + 34:e].decode("ascii"))
-    except UnicodeDecodeError:
-        return None
-    if ip is None:
-        return None
-    when = _fast_when(body, s)
-    return None if when is None else ("no-rdns", ip, when)
-
-
-def _fast_when(body: bytes, s: int) -> float | None:
-    """line_time's fast path on bytes: "YYYY-MM-DD HH:MM:SS " at s (the caller checked 16/19)."""
-    try:
-        minute = body[s:s + 16].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    base = _LOCAL.get(minute, -1.0)
-    if base == -1.0:
-        base = _LOCAL[minute] = _minute_epoch(minute, None)
-    sec = body[s + 17:s + 19]
-    if base is None or not sec.isdigit() or sec > b"60":
-        return None
-    return base + int(sec)
-
-
 class LineParser:
     """Parses mainlog lines for the enabled rules (built-in and custom)."""
 
@@ -223,8 +185,6 @@ class LineParser:
         self.enabled = {n for n, s in specs.items() if s.enabled}
         self.custom = [s for s in specs.values() if s.enabled and s.regex is not None]
         self.ipv6_aggregate = ipv6_aggregate
-        # scan-log may use fast_no_rdns() (it does not aggregate)
-        self.shortcuts = "no-rdns" in self.enabled and not ipv6_aggregate
         kws: dict[str, str] = {}
         for rule, words in BUILTIN_KEYWORDS.items():
             wanted = rule in self.enabled or (rule == AUTHENTICATED and "no-rdns" in self.enabled)
@@ -264,24 +224,28 @@ class LineParser:
         if parsed is None:
             return self._hint(line), None, 0.0
         when, start = parsed
-        found = self._builtin(line, start)
-        if found is None and self.custom:
+        found = self._builtin(line, start)  # (rule, normalised address)
+        ip: str | None
+        if found is not None:
+            rule, ip = found
+        else:
+            if not self.custom:
+                return self._hint(line), None, when
             msg = line[start:]  # a user's "^" must anchor at the message
             for spec in self.custom:
                 if spec.prefilter and spec.prefilter not in msg:
                     continue
                 m = spec.regex.search(msg) if spec.regex is not None else None
                 if m is not None:
-                    found = (spec.name, m.group("ip") or "")
+                    rule, raw = spec.name, m.group("ip") or ""
                     break
-        if found is None:
-            return self._hint(line), None, when
-        rule, raw = found
-        ip = normalise_ip(raw)
-        if ip is None:
-            ip = normalise_ip(raw.strip("[]")) if raw[:1] == "[" else None
+            else:
+                return self._hint(line), None, when
+            ip = normalise_ip(raw)
             if ip is None:
-                return rule, None, when
+                ip = normalise_ip(raw.strip("[]")) if raw[:1] == "[" else None
+                if ip is None:
+                    return rule, None, when
         if self.ipv6_aggregate:
             ip = aggregate_ip(ip)
         return rule, ip, when
@@ -293,50 +257,42 @@ class LineParser:
         return None
 
     def _builtin(self, line: str, p: int) -> tuple[str, str] | None:
-        """(rule, raw address) if ``line``'s message (from index p) is a built-in rule's."""
-        # positions instead of slicing the message out: this runs for every candidate line
+        """(rule, address) if ``line``'s message (from index p) is a built-in rule's.
+
+        The first character of the message picks the candidate forms; ``grammar`` reads them.
+        """
         on = self.enabled
-        m: re.Match[str] | None
+        norm = normalise_ip
+        ip: str | None
         c = line[p:p + 1]
-        if c == "n" and "no-rdns" in on:
+        if c == "n":
+            if "no-rdns" not in on:
+                return None
             if line.startswith("no host name found for IP address ", p):
-                raw = line[p + 34:].rstrip()
-                return None if " " in raw else ("no-rdns", raw)
-            if line.startswith("no IP address found for host ", p):
-                m = _NO_IP.match(line, p)
-                return ("no-rdns", m.group("ip")) if m else None
-            return None
+                ip = grammar.no_host_name(line, p, norm)
+            elif line.startswith("no IP address found for host ", p):
+                ip = grammar.no_ip_for_host(line, p, norm)
+            else:
+                return None
+            return None if ip is None else ("no-rdns", ip)
         if c == "S":
-            if line.startswith("SMTP call from ", p) and "nonmail" in on:
-                m = _NONMAIL.match(line, p)
-                return ("nonmail", m.group("ip")) if m else None
-            if line.startswith("SMTP protocol synchronization error (", p) and "sync-error" in on:
-                m = _SYNC_CONN.match(line, p)
-                if m is None and line.count(" H=", p) == 1:
-                    # the rejected command and the input are the client's text: a second
-                    # " H=" could be forged, so only an unambiguous line is trusted
-                    m = _SYNC_CMD.match(line, p)
-                return ("sync-error", m.group("ip")) if m else None
-            return None
-        if c == "H":
-            if "relay-denied" in on:
-                # string tests, not ".*" regexes: no backtracking on a hostile 8 KiB line
-                m = _RELAY.match(line, p)
-                if (m is not None and line.rstrip().endswith(": relay not permitted")
-                        and line.find(" rejected RCPT ", m.end() - 1) > 0):
-                    return "relay-denied", m.group("ip")
-            return None
+            if line.startswith("SMTP call from ", p):
+                rule, ip = "nonmail", grammar.nonmail(line, p, norm) if "nonmail" in on else None
+            elif line.startswith("SMTP protocol synchronization error (", p):
+                rule = "sync-error"
+                ip = grammar.sync_error(line, p, norm) if rule in on else None
+            else:
+                return None
+            return None if ip is None else (rule, ip)
+        if c == "H" or (c == " " and line.startswith(" DSH=", p)):
+            ip = grammar.relay_denied(line, p, norm) if "relay-denied" in on else None
+            return None if ip is None else ("relay-denied", ip)
         if c == "<":
             if "no-rdns" in on and line.startswith("<= ", p):
-                m = _ARRIVAL.match(line, p)
-                if m is not None:
-                    # A= sits between the host field and S=; later fields (id=, T=) are the
-                    # client's text
-                    end = line.find(" S=", m.end() - 1)
-                    if end > 0 and _A_FIELD.search(line, m.end() - 1, end + 1):
-                        return AUTHENTICATED, m.group("ip")
+                ip = grammar.authenticated(line, p, norm)
+                return None if ip is None else (AUTHENTICATED, ip)
             return None
         if "auth-failed" in on and line.find(" authenticator failed for ", p, p + 80) >= 0:
-            m = _AUTH_FAILED.match(line, p)
-            return ("auth-failed", m.group("ip")) if m else None
+            ip = grammar.auth_failed(line, p, norm)
+            return None if ip is None else ("auth-failed", ip)
         return None

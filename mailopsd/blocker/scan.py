@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from mailopsd.blocker.fastpath import read_block
 from mailopsd.blocker.ignore import IgnoreList
-from mailopsd.blocker.parse import NO_RDNS_KEY, fast_no_rdns
 from mailopsd.blocker.policy import BanDecision, BanPolicy
 from mailopsd.core.config.rule_names import AUTHENTICATED
 from mailopsd.core.config.schema_blocker import BlockerConfig
@@ -72,7 +72,7 @@ def scan_file(path: str, config: BlockerConfig, ignore: IgnoreList) -> ScanResul
     policy = BanPolicy(config, ignore)
     result = ScanResult(path)
     kws = policy.parser.keywords
-    keys = None if kws is None else [k.encode() for k in kws]
+    keys = None if kws is None else list(kws)
     t0 = time.perf_counter()
     f = _open(path)
     try:
@@ -110,39 +110,31 @@ def scan_file(path: str, config: BlockerConfig, ignore: IgnoreList) -> ScanResul
     return result
 
 
-def _scan_block(body: bytes, keys: list[bytes] | None, policy: BanPolicy,
+def _scan_block(body: bytes, keys: list[str] | None, policy: BanPolicy,
                 result: ScanResult) -> None:
     """Feed the candidate lines of a block of whole lines (ending in a newline)."""
-    # split() finds newlines with memchr; count() walks byte by byte (CPython 3.11): split and
-    # len() is twice as fast, even with the list it builds
-    parts = body.split(b"\n")
-    n = len(parts) - 1
+    # one decode per block: a newline byte is never part of a UTF-8 sequence, so each line
+    # decodes exactly as it would alone
+    text = body.decode("utf-8", "replace")
     if keys is None:  # a custom rule without prefilter must see every line
-        for raw in parts[:n]:
-            _feed(policy, raw, result)
-        policy.lines += n
+        parts = text.split("\n")
+        for line in parts[:-1]:
+            decision = policy.feed_candidate(line)
+            if decision is not None:
+                result.bans.append(decision)
+        policy.lines += len(parts) - 1
         return
-    del parts
-    # line start -> line end, or the (rule, ip, when) the no-rdns shortcut already found; the
-    # shortcut's keyword goes last so that its answers are the ones kept
-    cand: dict[int, int | tuple[str, str, float]] = {}
-    shortcut = policy.parser.shortcuts
-    find, rfind = body.find, body.rfind
-    for k in sorted(keys, key=lambda k: k == NO_RDNS_KEY):
-        quick = shortcut and k == NO_RDNS_KEY
-        i = find(k)
-        while i >= 0:
-            s = rfind(b"\n", 0, i) + 1
-            e = find(b"\n", i)
-            cand[s] = (fast_no_rdns(body, s, i, e) or e) if quick else e
-            i = find(k, e)
+    # every line holding a keyword (str.find: a fast C search), read by the shortcut where
+    # it can; the rest by the grammar
+    done, slow = read_block(text, keys, policy.parser)
     fields, count, unmatched = policy.parser.fields, policy.count, policy.unmatched
     bans = result.bans
-    for s, v in sorted(cand.items()):
-        if isinstance(v, tuple):
-            decision = count(*v)
+    for s in sorted(done):
+        hit = done[s]
+        if hit is not None:
+            decision = count(*hit)
         else:
-            rule, ip, when = fields(body[s:v].decode("utf-8", "replace"), True)
+            rule, ip, when = fields(text[s:slow[s]], True)
             if ip is None:
                 if rule is not None:
                     unmatched[rule] = unmatched.get(rule, 0) + 1
@@ -150,10 +142,4 @@ def _scan_block(body: bytes, keys: list[bytes] | None, policy: BanPolicy,
             decision = count(rule, ip, when)  # type: ignore[arg-type]
         if decision is not None:
             bans.append(decision)
-    policy.lines += n
-
-
-def _feed(policy: BanPolicy, raw: bytes, result: ScanResult, prefiltered: bool = False) -> None:
-    decision = policy.feed_candidate(raw.decode("utf-8", "replace"), prefiltered)
-    if decision is not None:
-        result.bans.append(decision)
+    policy.lines += text.count("\n")

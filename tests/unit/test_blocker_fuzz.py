@@ -25,7 +25,7 @@ CFG = parse_config({"blocker": {"ignore_self": False, "ignore": ["192.0.2.0/28"]
                                           "no-rdns": {"maxretry": 2}}}}).blocker
 PARSER = LineParser(rule_specs(CFG))
 FAST = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 TEMPLATES = [
     "no host name found for IP address {ip}",
