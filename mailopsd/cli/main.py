@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "mailopsd.cli.cmd_post_email",
     "mailopsd.cli.cmd_bayes",
     "mailopsd.cli.cmd_sent",
+    "mailopsd.cli.cmd_livelearn",
 )
 
 DESCRIPTION = """\
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    if "learn-enqueue" in (sys.argv[1:] if argv is None else argv):  # per IMAP move: no argparse
+        from mailopsd.cli.cmd_livelearn import fast_main
+
+        fast = fast_main(sys.argv[1:] if argv is None else argv)
+        if fast is not None:
+            return fast
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

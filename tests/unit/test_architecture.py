@@ -24,6 +24,7 @@ LAYERS: dict[str, set[str]] = {
     "forward": {CORE},
     "blocker": {CORE, "logtail", "firewall"},
     "sent": {CORE, "logtail", "maildir"},
+    "livelearn": {CORE, "spam", "maildir"},
     "daemon": {CORE},
 }
 TOP = {"cli", "jobs", "(top)"}  # may import anything below them

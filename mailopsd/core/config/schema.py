@@ -12,6 +12,7 @@ from typing import Literal
 from mailopsd.core.config.common import JobSettings, cron, non_negative, opt, positive
 from mailopsd.core.config.schema_blocker import BlockerConfig
 from mailopsd.core.config.schema_forwards import MakeForwardsJob, PostEmailConfig
+from mailopsd.core.config.schema_livelearn import LiveLearnConfig
 from mailopsd.core.config.schema_sent import SentConfig
 from mailopsd.core.config.schema_spam import (
     BayesBackupJob,
@@ -129,6 +130,7 @@ class Config:
     spamassassin: SpamAssassinConfig = opt(factory=SpamAssassinConfig)
     sent: SentConfig = opt(factory=SentConfig)
     post_email: PostEmailConfig = opt(key="post-email", factory=PostEmailConfig)
+    live_learn: LiveLearnConfig = opt(key="live-learn", factory=LiveLearnConfig)
 
 
 def validate_config(cfg: Config) -> list[tuple[str, str]]:

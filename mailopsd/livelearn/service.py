@@ -1,0 +1,134 @@
+"""The daemon's ``live-learn`` service: spool entries -> batches -> sa-learn -> entries removed.
+
+One worker thread. watchdog (inotify) on spool_dir wakes it; after the first new entry it waits
+``batch_wait`` to gather a batch, then (see ``batch.run_batch``) trains every pending entry with
+ONE sa-learn per class, as the Bayes owner, under the shared Bayes lock. It also looks at the
+spool at start (whatever was queued while the daemon was down or killed) and every
+RESCAN seconds (a missed event costs at most that). A failed batch keeps its entries and is
+retried after a backoff (5 s doubling to 5 min); the worker never stops for a bad entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+from mailopsd.core.config.schema import Config
+from mailopsd.core.logs import get_logger
+from mailopsd.core.state import StateDB
+from mailopsd.livelearn import spool
+from mailopsd.livelearn.drain import Spool
+
+SERVICE_NAME = "live-learn"
+RESCAN = 60.0
+BACKOFF_FIRST, BACKOFF_MAX = 5.0, 300.0
+
+
+def create(config: Config, state: StateDB) -> LiveLearnService | None:
+    """The service when ``[live-learn] enabled``; None otherwise."""
+    return LiveLearnService(config, state) if config.live_learn.enabled else None
+
+
+class _Wake:
+    """watchdog handler: any new non-dot name in the spool wakes the worker."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self.wake = wake
+
+    def dispatch(self, event: Any) -> None:
+        path = getattr(event, "dest_path", "") or getattr(event, "src_path", "")
+        name = str(path).rsplit("/", 1)[-1]
+        if getattr(event, "event_type", "") in ("created", "moved", "closed") and \
+                not name.startswith("."):
+            self.wake.set()
+
+
+class LiveLearnService:
+    """See the module docstring."""
+
+    name = SERVICE_NAME
+
+    def __init__(self, config: Config, state: StateDB) -> None:
+        self.config = config
+        self.state = state
+        self.log = get_logger("live-learn")
+        self.spool = Spool(config.live_learn.spool_dir)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self.ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._observer: Any = None
+        self._failures = 0
+
+    def start(self) -> None:
+        """Create and check spool_dir (raises SpoolError), watch it, start the worker."""
+        from watchdog.observers import Observer
+
+        self.spool.ensure()
+        self._stop.clear()
+        self._observer = Observer()
+        self._observer.daemon = True
+        self._observer.schedule(_Wake(self._wake), self.spool.path, recursive=False)
+        self._observer.start()
+        self._thread = threading.Thread(target=self._run, name=SERVICE_NAME, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Stop within ``timeout``: a running sa-learn is cancelled, its entries stay queued."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._wake.set()
+        if self._observer is not None:
+            with contextlib.suppress(Exception):
+                self._observer.stop()
+                self._observer.join(max(0.1, deadline - time.monotonic()))
+        if self._thread is not None:
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        self.spool.close()
+
+    def alive(self) -> bool:
+        """Whether the worker and the inotify observer run."""
+        return (self._thread is not None and self._thread.is_alive()
+                and (self._observer is None or self._observer.is_alive()))
+
+    def _run(self) -> None:
+        from mailopsd.livelearn.batch import Batcher
+
+        batcher = Batcher(self.config, self.state, self.spool, self.log, self._stop)
+        try:
+            batcher.cleanup_leftovers()
+            self.log.info("live_learn_ready", spool_dir=self.spool.path,
+                          pending=self.spool.pending())
+            self.ready.set()
+            retry_at = 0.0
+            next_scan = 0.0  # at once: catch up on what waited while the daemon was down
+            while not self._stop.is_set():
+                now = time.monotonic()
+                due = min(next_scan, retry_at) if retry_at else next_scan
+                if self._wake.wait(max(0.0, due - now)) and not self._stop.is_set():
+                    self._wake.clear()
+                    if self._stop.wait(self.config.live_learn.batch_wait):
+                        break
+                    if retry_at and time.monotonic() < retry_at:
+                        continue  # still backing off; the next try takes these too
+                elif self._stop.is_set():
+                    break
+                self._wake.clear()
+                ok = batcher.run_once()
+                next_scan = time.monotonic() + RESCAN
+                if ok:
+                    self._failures, retry_at = 0, 0.0
+                else:
+                    self._failures += 1
+                    delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self._failures - 1))
+                    retry_at = time.monotonic() + delay
+                    self.log.warning("live_learn_retry", retry_in=delay, failures=self._failures)
+        except Exception as exc:  # alive() turns False: the daemon withholds the watchdog
+            self.log.exception("live_learn_died", error=repr(exc))
+        finally:
+            batcher.close()
+
+
+__all__ = ["SERVICE_NAME", "LiveLearnService", "create", "spool"]
