@@ -17,6 +17,8 @@ PACKAGES=(
   python3-apscheduler python3-iptables python3-structlog python3-watchdog python3-psutil
   # the test suite's libraries from Debian
   python3-pytest python3-hypothesis python3-aiosmtpd python3-setuptools python3-wheel
+  # live learning (issue 17): Pigeonhole's imap_sieve, sieve_imapsieve, sieve_extprograms, sievec
+  dovecot-sieve
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -125,7 +125,8 @@ def test_kill_9_during_a_batch_loses_nothing_and_counts_once(mail_root: Path) ->
         finally:
             daemon.stop()
             if mark.exists() and mark.read_text().strip():
-                os.kill(int(mark.read_text()), signal.SIGKILL)  # the sleeping wrapper we made
+                # the wrapper we made (its own session: sa-learn runs in a new one) and its sleep
+                os.killpg(int(mark.read_text()), signal.SIGKILL)
         assert len(scene.pending()) == 3
         (flags / "slow").unlink()
         with scene.daemon() as daemon:
