@@ -64,6 +64,7 @@ class Batcher:
         self.cancel = cancel
         self.conn = state.connect()
         self._pruned = 0.0
+        self._stuck: set[str] = set()  # rejected names that could not be removed
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -86,9 +87,12 @@ class Batcher:
             return False
         day = names.today()
         for name, uid, why in scan.rejected:
-            self.spool.remove(name)
-            self.log.warning("live_learn_rejected", user=user_name(uid), uid=uid, reason=why,
-                             entry=name)
+            removed = self.spool.remove(name)
+            if removed or name not in self._stuck:  # one event for what cannot be removed
+                self.log.warning("live_learn_rejected", user=user_name(uid), uid=uid,
+                                 reason=why, entry=name, removed=removed)
+            if not removed:
+                self._stuck.add(name)
         self._count_markers(scan.refused, scan.markers, day)
         self._maybe_prune()
         if not scan.entries:

@@ -172,10 +172,20 @@ class Spool:
         finally:
             os.close(fd)
 
-    def remove(self, name: str) -> None:
-        """Unlink one name (missing is fine)."""
-        with contextlib.suppress(FileNotFoundError):
+    def remove(self, name: str) -> bool:
+        """Remove one name (missing is fine; an empty directory too); False if it stays."""
+        try:
             os.unlink(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            try:  # a user-made directory: root removes it only when empty (follows nothing)
+                os.rmdir(name, dir_fd=self.fd)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False
+        return True
 
     def publish_daily(self, uid: int, day: str, count: int) -> None:
         """Write ``.daily/<uid>`` (root's, 0644, atomically) for learn-enqueue's early refusal."""

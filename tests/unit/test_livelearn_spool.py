@@ -115,16 +115,23 @@ def test_scan_refuses_links_fifos_hard_links_and_strange_names(tmp_path: Path) -
     (tmp_path / "spam.not.a.name").write_bytes(b"x")
     (tmp_path / spool.new_name("refused.daily_limit")).touch()
     (tmp_path / (spool.TMP_PREFIX + "fresh")).write_bytes(b"being written")
+    full = tmp_path / spool.new_name("spam")
+    full.mkdir()
+    (full / "inside").write_bytes(b"x")
     sp = Spool(str(tmp_path))
     sp.fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         scan = sp.scan()
+        assert [e.name for e in scan.entries] == [good.name]
+        assert sorted(why for _, _, why in scan.rejected) == [
+            "hard_link", "hard_link", "not_regular", "not_regular", "not_regular",
+            "unknown_name"]
+        assert sum(scan.refused.values()) == 1
+        removed = {name: sp.remove(name) for name, _, _ in scan.rejected}
     finally:
         sp.close()
-    assert [e.name for e in scan.entries] == [good.name]
-    assert sorted(why for _, _, why in scan.rejected) == [
-        "hard_link", "hard_link", "not_regular", "not_regular", "unknown_name"]
-    assert sum(scan.refused.values()) == 1
+    assert removed.pop(full.name) is False and all(removed.values())  # a full dir stays
+    assert (full / "inside").exists() and Path("/etc/passwd").exists()
 
 
 def test_copy_rechecks_the_owner_and_follows_no_link_swapped_in(tmp_path: Path) -> None:
