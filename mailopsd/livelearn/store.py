@@ -98,3 +98,31 @@ def prune(conn: sqlite3.Connection, now: float | None = None) -> None:
     conn.execute("DELETE FROM live_learned WHERE learned_at < ?", (at - KEEP_LEARNED,))
     oldest = time.strftime("%Y-%m-%d", time.localtime(at - KEEP_DAILY))
     conn.execute("DELETE FROM live_learn_daily WHERE day < ?", (oldest,))
+
+
+def split_learned_live(state: object, klass: str, paths: list[str]) -> tuple[list[str], int]:
+    """For the daily learn-spam job: (the staged copies still to learn, how many were skipped
+    because they were last learned live as ``klass``). Any problem reading the record (no
+    database yet, an unreadable copy) only means learning them again, which is harmless."""
+    digests: dict[str, str] = {}
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                d = Digest()
+                while chunk := f.read(1 << 16):
+                    d.update(chunk)
+            digests[path] = d.hexdigest()
+        except OSError:
+            continue
+    if not digests:
+        return paths, 0
+    try:
+        conn = state.connect()  # type: ignore[attr-defined]
+        try:
+            live = learned_live(conn, klass, digests.values())
+        finally:
+            conn.close()
+    except Exception:  # the job must not fail for want of this shortcut
+        return paths, 0
+    keep = [p for p in paths if digests.get(p) not in live]
+    return keep, len(paths) - len(keep)

@@ -211,3 +211,25 @@ def test_two_users_moving_at_once_each_train_their_own(mail_root: Path) -> None:
             assert per_user == {a.name: 5, b.name: 4}
             assert {e["uid"] for e in learned} == {a.uid, b.uid}
         assert scene.dovecot is not None and scene.dovecot.log_errors() == []
+
+
+def test_the_daily_learn_spam_job_skips_what_was_learned_live(mail_root: Path) -> None:
+    from tests.support.daemon import events, run_cli
+    from tests.support.users import deliver
+
+    with live_scene(mail_root) as scene:
+        user = scene.users[0]
+        scene.fill_inbox(user, 2)
+        with scene.daemon():
+            _move_all_to_spam(scene, user)
+            _wait_counts(scene, (2, 0))
+        deliver(user, ".INBOX.Spam", message(7, tag="delivered-straight-to-spam"))
+        res = run_cli(scene.config, "run-job", "learn-spam")
+        assert res.returncode == 0, res.stderr
+        [summary] = [e for e in events(res.stderr) if e.get("event") == "learn_spam_summary"]
+        assert summary["spam"] == 3 and summary["spam_removed"] == 3
+        assert summary["sa_learn"]["spam"]["listed"] == 1
+        assert summary["sa_learn"]["spam"]["learned_live"] == 2
+        assert scene.magic() == (3, 0)
+        spam = user.maildir / ".INBOX.Spam"
+        assert not list((spam / "cur").iterdir()) and not list((spam / "new").iterdir())
