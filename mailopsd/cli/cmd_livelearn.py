@@ -2,7 +2,8 @@
 
 ``learn-enqueue`` runs once per IMAP move, so ``mailopsd.cli.main`` hands it to ``fast_main``
 before building the full parser: it imports the config loader, the spool and the journald
-client, nothing else.
+client, nothing else; the settings come from ``livelearn.fastconfig`` (the keys it uses,
+checked with the schema's rules), not from the full loader.
 """
 
 from __future__ import annotations
@@ -74,20 +75,20 @@ def cmd_learn_enqueue(args: argparse.Namespace) -> int:
 
 
 def enqueue_command(config_file: str | None, klass: str) -> int:
-    """Load the config, enqueue stdin, report by journald; returns the exit code."""
-    from mailopsd.core.config.loader import config_path_from, load_config
-    from mailopsd.core.errors import ConfigError
+    """Read the settings, enqueue stdin, report by journald; returns the exit code."""
     from mailopsd.livelearn.enqueue import drain, enqueue
+    from mailopsd.livelearn.fastconfig import FastConfigError, load
 
     stdin = sys.stdin.fileno()
+    path = config_file or os.environ.get("MAILOPSD_CONFIG") or "/etc/mailopsd/mailopsd.toml"
     try:
-        cfg = load_config(config_path_from(config_file))
-    except ConfigError as exc:
+        cfg = load(path)
+    except FastConfigError as exc:
         drain(stdin)
         print(f"mailopsd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    out = enqueue(stdin, klass, cfg.live_learn.spool_dir,
-                  max_size=cfg.jobs.learn_spam.max_size, daily_limit=cfg.live_learn.daily_limit)
+    out = enqueue(stdin, klass, cfg.spool_dir, max_size=cfg.max_size,
+                  daily_limit=cfg.daily_limit)
     fields = {"CLASS": klass, "SIZE": str(out.size), "USER": _user_name(os.getuid())}
     if out.status == "queued":
         _event(cfg, "learn_enqueued", "6", fields, ENTRY=out.name)
@@ -113,17 +114,16 @@ def _event(cfg: Any, name: str, priority: str, fields: dict[str, str], **more: s
     """One journald entry (and a line on stderr only if that is a terminal)."""
     from mailopsd.core.journald import JournalSender
 
-    lg = cfg.logging
-    if lg.level in ("warning", "error") and priority == "6":
+    if cfg.level in ("warning", "error") and priority == "6":
         return
     entry = {**fields, **more}
     message = name + " " + " ".join(f"{k.lower()}={v}" for k, v in entry.items())
     if sys.stderr.isatty():
         print(message, file=sys.stderr)
-    sender = JournalSender(lg.journal_socket)
+    sender = JournalSender(cfg.journal_socket)
     try:
         sender.send({"MESSAGE": message, "PRIORITY": priority,
-                     "SYSLOG_IDENTIFIER": lg.syslog_identifier, "EVENT": name, **entry})
+                     "SYSLOG_IDENTIFIER": cfg.syslog_identifier, "EVENT": name, **entry})
     except OSError:
         pass  # no journal: the exit code still says what matters; stderr must stay quiet
     finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from dataclasses import dataclass
 
 from mailopsd.livelearn import spool
 
@@ -22,14 +21,16 @@ CHUNK = 1 << 16
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass
 class Outcome:
-    """What one learn-enqueue did."""
+    """What one learn-enqueue did (a plain class: dataclasses cost a few ms to import)."""
 
-    status: str  # queued | refused | failed
-    size: int = 0
-    reason: str = ""  # refused: size | daily_limit; failed: the error
-    name: str = ""  # the spool entry written (queued)
+    __slots__ = ("name", "reason", "size", "status")
+
+    def __init__(self, status: str, size: int = 0, reason: str = "", name: str = "") -> None:
+        self.status = status  # queued | refused | failed
+        self.size = size
+        self.reason = reason  # refused: size | daily_limit; failed: the error
+        self.name = name  # the spool entry written (queued)
 
 
 def drain(fd: int) -> int:

@@ -17,7 +17,6 @@ Imports only the standard library: learn-enqueue starts once per IMAP move.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 
 SPOOL_MODE = 0o1733
@@ -35,7 +34,7 @@ def today(now: float | None = None) -> str:
 
 def new_name(kind: str) -> str:
     """A fresh entry name: ``<kind>.<time_ns>.<pid>.<random>`` (kind: spam, ham, refused.X)."""
-    return f"{kind}.{time.time_ns()}.{os.getpid()}.{secrets.token_hex(6)}"
+    return f"{kind}.{time.time_ns()}.{os.getpid()}.{os.urandom(6).hex()}"
 
 
 def parse_name(name: str) -> tuple[str, str, int] | None:

@@ -187,3 +187,52 @@ def test_live_learn_config_defaults_and_errors_name_the_key() -> None:
     for key in ("live-learn.daily_limit", "live-learn.spool_dir", "live-learn.bogus",
                 "live-learn.batch_wait"):
         assert key in text
+
+
+@pytest.mark.parametrize("toml", [
+    "[live-learn]\ndaily_limit = -1\n",
+    "[live-learn]\ndaily_limit = true\n",
+    "[live-learn]\nspool_dir = \"relative\"\n",
+    "[live-learn]\nspool_dir = \"/tmp\"\n",
+    "[live-learn]\nbatch_wait = \"soon\"\n",
+    "[live-learn]\nenabled = \"yes\"\n",
+    "[live-learn]\nbogus = 1\n",
+    "[jobs.learn-spam]\nmax_size = \"big\"\n",
+    "[logging]\nlevel = \"loud\"\n",
+    "[logging]\njournal_socket = \"sock\"\n",
+    "live-learn = 3\n",
+    "not toml [",
+])
+def test_learn_enqueue_settings_refuse_what_the_full_schema_refuses(toml: str) -> None:
+    from mailopsd.livelearn.fastconfig import FastConfigError, parse
+
+    with pytest.raises(FastConfigError):
+        parse(toml.encode())
+    import tomllib
+
+    try:
+        data = tomllib.loads(toml)
+    except tomllib.TOMLDecodeError:
+        return
+    with pytest.raises(ConfigError):
+        parse_config(data)
+
+
+def test_learn_enqueue_settings_agree_with_the_full_schema() -> None:
+    from mailopsd.livelearn.fastconfig import parse
+
+    toml = ("[live-learn]\nenabled = true\nspool_dir = \"/srv/learn\"\ndaily_limit = 7\n"
+            "batch_wait = \"500ms\"\n[jobs.learn-spam]\nmax_size = 99\n[logging]\n"
+            "level = \"warning\"\njournal_socket = \"/run/j\"\nsyslog_identifier = \"x\"\n")
+    fast = parse(toml.encode())
+    import tomllib
+
+    full = parse_config(tomllib.loads(toml))
+    assert (fast.spool_dir, fast.daily_limit, fast.max_size, fast.level, fast.journal_socket,
+            fast.syslog_identifier) == (
+        full.live_learn.spool_dir, full.live_learn.daily_limit, full.jobs.learn_spam.max_size,
+        full.logging.level, full.logging.journal_socket, full.logging.syslog_identifier)
+    default = parse(b"")
+    dfull = parse_config({})
+    assert (default.spool_dir, default.daily_limit, default.max_size) == (
+        dfull.live_learn.spool_dir, dfull.live_learn.daily_limit, dfull.jobs.learn_spam.max_size)
