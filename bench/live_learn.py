@@ -63,6 +63,17 @@ def bench_enqueue(scene, count: int) -> list[float]:  # type: ignore[no-untyped-
     return times
 
 
+def bench_floor(scene, argv: list[str], count: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """The same process start as learn-enqueue, of a program that does nothing."""
+    times = []
+    for n in range(count):
+        user = scene.users[n % len(scene.users)]
+        start = time.perf_counter()
+        user.run(argv, input=b"x", check=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def bench_peer(scene, count: int) -> list[float]:  # type: ignore[no-untyped-def]
     times = []
     for n in range(count):
@@ -139,6 +150,7 @@ def main() -> int:
     ap.add_argument("--moves", type=int, default=200)
     ap.add_argument("--enqueues", type=int, default=200)
     ap.add_argument("--peer", type=int, default=20)
+    ap.add_argument("--enqueue-only", action="store_true", help="skip the moves and the peer")
     args = ap.parse_args()
     per_user = args.moves // args.users
     with scratch_root("mailopsd-bench-live-") as root, live_scene(
@@ -148,15 +160,21 @@ def main() -> int:
         from mailopsd.livelearn.drain import Spool
 
         Spool(str(scene.spool)).ensure()
+        floor_true = bench_floor(scene, ["/bin/true"], args.enqueues)
+        floor_py = bench_floor(scene, [sys.executable, "-c", "pass"], args.enqueues)
         enq = bench_enqueue(scene, args.enqueues)
         for name in os.listdir(scene.spool):  # not part of the move benchmark
             if name.startswith("ham."):
                 os.unlink(scene.spool / name)
+        print(line("floor: /bin/true as the user", floor_true))
+        print(line("floor: venv python -c pass as the user", floor_py))
+        print(line("learn-enqueue (process wall clock)", enq), flush=True)
+        if args.enqueue_only:
+            return 0
         lat, batches = bench_moves(scene, per_user)
         peer = bench_peer(scene, args.peer)
         assert scene.magic()[0] == per_user * args.users, scene.magic()
         assert scene.dovecot is not None and scene.dovecot.log_errors() == []
-    print(line("learn-enqueue (process wall clock)", enq))
     print(line("peer: sa-learn --spam per message (wiki)", peer))
     print(line(f"move-to-trained ({args.users} users at once)", lat, "s", 1.0))
     print(f"{'batches (live_learn_learned events)':<44} n={len(batches):<4} "

@@ -116,7 +116,11 @@ class LiveLearnService:
                 elif self._stop.is_set():
                     break
                 self._wake.clear()
-                ok = batcher.run_once()
+                try:
+                    ok = batcher.run_once()
+                except Exception as exc:  # e.g. the state database: keep the entries, retry
+                    self.log.exception("live_learn_failed", error=repr(exc))
+                    ok = False
                 next_scan = time.monotonic() + RESCAN
                 if ok:
                     self._failures, retry_at = 0, 0.0
