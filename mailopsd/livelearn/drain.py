@@ -67,7 +67,7 @@ class Spool:
     def ensure(self) -> None:
         """Create spool_dir (and parents, 0755) and .daily; check and open it. Raises SpoolError."""
         try:
-            os.makedirs(os.path.dirname(self.path.rstrip("/")) or "/", mode=0o755, exist_ok=True)
+            self._make_parents()
             with contextlib.suppress(FileExistsError):
                 os.mkdir(self.path, 0o700)
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -92,6 +92,19 @@ class Spool:
         if self.fd >= 0:
             os.close(self.fd)
         self.fd = fd
+
+    def _make_parents(self) -> None:
+        """Create missing parents 0755 whatever the umask (the unit's is 0077): every user's
+        learn-enqueue must reach spool_dir. Existing parents are left as they are."""
+        missing: list[str] = []
+        parent = os.path.dirname(self.path.rstrip("/")) or "/"
+        while not os.path.lexists(parent):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        for path in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, 0o755)
+                os.chmod(path, 0o755, follow_symlinks=False)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -198,6 +211,7 @@ class Spool:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o644, dir_fd=dfd)
             try:
+                os.fchmod(fd, 0o644)  # whatever the umask: learn-enqueue reads it as the user
                 os.write(fd, f"{day} {count}\n".encode())
             finally:
                 os.close(fd)

@@ -157,3 +157,23 @@ def test_events_reach_journald_with_user_class_and_count(mail_root: Path) -> Non
         [queued] = journald.query("SYSLOG_IDENTIFIER=mailopsd-live-test",
                                   "EVENT=learn_enqueued")
         assert (queued["USER"], queued["CLASS"]) == ("root", "ham")
+
+
+def test_the_spool_is_made_reachable_under_the_units_umask(mail_root: Path) -> None:
+    with live_scene(mail_root, dovecot=False) as scene:
+        user = scene.users[0]
+        old = os.umask(0o077)  # the systemd unit's UMask
+        try:
+            spool = Spool(str(scene.spool))
+            spool.ensure()
+            spool.publish_daily(user.uid, names.today(), 5)
+            spool.close()
+        finally:
+            os.umask(old)
+        modes = {p: os.stat(p).st_mode & 0o7777 for p in (
+            scene.spool.parent, scene.spool, scene.spool / names.DAILY_DIR,
+            Path(names.daily_path(str(scene.spool), user.uid)))}
+        assert list(modes.values()) == [0o755, 0o1733, 0o755, 0o644]
+        count = user.python("import sys\nprint(open(sys.argv[1]).read().split()[1])",
+                            names.daily_path(str(scene.spool), user.uid))
+        assert count.strip() == b"5"
