@@ -62,6 +62,11 @@ def test_moves_into_and_out_of_spam_train_exactly_what_moved(mail_root: Path) ->
             assert {(e["user"], e["class"]) for e in learned} == {(user.name, "spam"),
                                                                    (user.name, "ham")}
             assert sum(e["count"] for e in learned if e["class"] == "ham") == 1
+            # every entry the pipe queued, learned or superseded by a later one of the same
+            # message: 3 into Spam (UID MOVE, COPY, MOVE), 1 out; Trash and Spam->Spam: none
+            queued = {k: sum(e["count"] + e["superseded"] for e in learned if e["class"] == k)
+                      for k in ("spam", "ham")}
+            assert queued == {"spam": 3, "ham": 1}
         assert scene.dovecot.log_errors() == []
         assert scene.pending() == []
 
