@@ -3,10 +3,12 @@
 require ["vnd.dovecot.pipe", "copy", "imapsieve", "environment", "vnd.dovecot.environment",
          "vnd.dovecot.imapsieve"];
 
-# From one Spam folder to another (or within one): nothing new to learn. (The source folder,
-# vnd.dovecot.mailbox-from, is only set with "vnd.dovecot.imapsieve" required; it is empty for
-# APPEND.)
-if environment :matches "vnd.dovecot.mailbox-from" ["Junk", "Spam", "INBOX?Spam", "INBOX?Junk"] {
+# Copied or moved from one Spam folder to another (or within one): nothing new to learn.
+# (vnd.dovecot.mailbox-from, the source folder, needs "vnd.dovecot.imapsieve"; for an APPEND it
+# is the destination itself, so it is looked at only for COPY, which includes MOVE.)
+if allof (environment :is "imap.cause" "COPY",
+          environment :matches "vnd.dovecot.mailbox-from"
+                      ["Junk", "Spam", "INBOX?Spam", "INBOX?Junk"]) {
   stop;
 }
 # learn-enqueue runs as the mailbox user, only queues the message and exits 0 (also when it
