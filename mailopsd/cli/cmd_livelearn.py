@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 EXIT_OK, EXIT_USAGE, EXIT_TEMPFAIL = 0, 2, 75
-USAGE = "usage: mailopsd [-c FILE] learn-enqueue spam|ham"
+DEFAULT_CONFIG = "/etc/mailopsd/mailopsd.toml"  # = core.config.loader's (not imported: speed)
 
 
 def register(sub: Any) -> None:
@@ -27,7 +27,8 @@ def register(sub: Any) -> None:
         "the mailbox user: the caller's uid is the submitting user. Exit 0 when queued, and "
         "also when refused by [jobs.learn-spam] max_size or [live-learn] daily_limit (counted, "
         "an event); 75 when it cannot persist the message (spool missing or not writable); 2 "
-        "on bad arguments or an invalid config. Writes nothing on stderr unless it fails; "
+        "on bad arguments or an invalid config (an unreadable default config file means the "
+        "defaults). Writes nothing on stderr unless it fails; "
         "events go to journald (EVENT=learn_enqueued, learn_enqueue_refused).")
     p.add_argument("klass", metavar="spam|ham", choices=("spam", "ham"))
     p.set_defaults(handler=cmd_learn_enqueue)
@@ -80,9 +81,16 @@ def enqueue_command(config_file: str | None, klass: str) -> int:
     from mailopsd.livelearn.fastconfig import FastConfigError, load
 
     stdin = sys.stdin.fileno()
-    path = config_file or os.environ.get("MAILOPSD_CONFIG") or "/etc/mailopsd/mailopsd.toml"
+    path = config_file or os.environ.get("MAILOPSD_CONFIG") or DEFAULT_CONFIG
     try:
-        cfg = load(path)
+        if path == DEFAULT_CONFIG and not os.access(path, os.R_OK):
+            # as post-email: the user may not read a root-only default config; its defaults
+            # name the default spool (a different spool_dir there: exit 75, Dovecot logs it)
+            from mailopsd.livelearn.fastconfig import EnqueueSettings
+
+            cfg = EnqueueSettings()
+        else:
+            cfg = load(path)
     except FastConfigError as exc:
         drain(stdin)
         print(f"mailopsd: {exc}", file=sys.stderr)

@@ -236,3 +236,10 @@ def test_learn_enqueue_settings_agree_with_the_full_schema() -> None:
     dfull = parse_config({})
     assert (default.spool_dir, default.daily_limit, default.max_size) == (
         dfull.live_learn.spool_dir, dfull.live_learn.daily_limit, dfull.jobs.learn_spam.max_size)
+
+
+def test_learn_enqueue_default_config_path_is_the_loaders() -> None:
+    from mailopsd.cli.cmd_livelearn import DEFAULT_CONFIG
+    from mailopsd.core.config.loader import DEFAULT_CONFIG_PATH
+
+    assert DEFAULT_CONFIG == DEFAULT_CONFIG_PATH
