@@ -93,6 +93,12 @@ def test_moves_while_the_daemon_is_down_are_trained_when_it_is_back(mail_root: P
         queue = scene.queue()
         assert queue["users"][user.name]["pending"] == 4
         assert queue["users"][user.name]["oldest_age_seconds"] >= 0
+        from tests.support.daemon import run_cli
+
+        table = run_cli(scene.config, "learn-queue")
+        assert table.returncode == 0 and "4 pending in" in table.stdout
+        [row] = [ln.split() for ln in table.stdout.splitlines() if ln.startswith(user.name)]
+        assert row[1:5] == [str(user.uid), "4", "4", "0"]
         assert scene.magic() == (0, 0)
         with scene.daemon() as daemon:
             _wait_counts(scene, (4, 0))
