@@ -177,3 +177,33 @@ def test_the_spool_is_made_reachable_under_the_units_umask(mail_root: Path) -> N
         count = user.python("import sys\nprint(open(sys.argv[1]).read().split()[1])",
                             names.daily_path(str(scene.spool), user.uid))
         assert count.strip() == b"5"
+
+
+FAILING_SA_LEARN = """#!/bin/sh
+# sa-learn that fails (as a locked or broken database does) while FLAG exists
+if [ -e @FLAG@ ]; then echo "bayes: cannot open bayes databases" >&2; exit 25; fi
+exec /usr/bin/sa-learn "$@"
+"""
+
+
+def test_sa_learn_failures_keep_the_entries_and_retry_with_backoff(mail_root: Path) -> None:
+    flag = mail_root / "fail"
+    wrapper = mail_root / "failing-sa-learn"
+    wrapper.write_text(FAILING_SA_LEARN.replace("@FLAG@", str(flag)))
+    wrapper.chmod(0o755)
+    flag.touch()
+    with live_scene(mail_root, dovecot=False, sa_learn=str(wrapper)) as scene:
+        user = scene.users[0]
+        Spool(str(scene.spool)).ensure()
+        for n in range(2):
+            assert _enqueue(scene, user, "spam", message(n)).returncode == 0
+        with MailopsdProcess(scene.config) as daemon:
+            daemon.wait_event("live_learn_failed", timeout=60, kept=2)
+            first = daemon.wait_event("live_learn_retry", failures=1)
+            assert first["retry_in"] == 5.0
+            daemon.wait_event("live_learn_retry", timeout=30, failures=2, retry_in=10.0)
+            assert len(scene.pending()) == 2 and scene.magic() == (0, 0)
+            flag.unlink()
+            daemon.wait_event("live_learn_learned", timeout=60, user=user.name, count=2)
+            wait_until(lambda: not scene.pending(), 10, what="entries removed")
+        assert scene.magic() == (2, 0)
