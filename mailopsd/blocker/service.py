@@ -93,6 +93,10 @@ class BlockerService:
         lifted = self.store.lift([b.ip for b in self.store.due(now)], "expired", now)
         for ban in lifted:
             self._log_unban(ban, "expired", while_stopped=True)
+        # an address added to blocker.ignore (the reload restarts this service) is let go now
+        ignored = [b.ip for b in self.store.active() if self.ignore.contains(b.ip)]
+        for ban in self.store.lift(ignored, "ignored", now):
+            self._log_unban(ban, "ignored", message="the address is in blocker.ignore now")
         active = self.store.active()
         if not self.config.blocker.firewall.ipv6:
             # banned before IPv6 was switched off: keep them in the database, not the kernel

@@ -47,9 +47,14 @@ def register(sub: Any) -> None:
     add_json_flag(p)
     p.set_defaults(handler=cmd_status)
 
-    p = sub.add_parser("check-config", help="validate the configuration file and exit",
-                       description="Read the configuration and report every mistake at once, "
-                       "each with its dotted key. Exits 0 if valid, 2 if not.")
+    p = sub.add_parser("check-config", help="validate the configuration and the machine it names",
+                       description="Read the configuration (the main file and its mailopsd.d/ "
+                       "drop-ins) and report every mistake at once, each with its dotted key; "
+                       "then check that the paths, users, programs and templates it names "
+                       "exist (warnings). Exits 0 if valid, 2 if not (or, with --strict, if "
+                       "there are warnings).")
+    p.add_argument("--strict", action="store_true",
+                   help="treat warnings about the machine as errors (exit 2)")
     p.set_defaults(handler=cmd_check_config)
 
 
@@ -158,9 +163,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate the config (ConfigError becomes exit 2 in main)."""
-    from mailopsd.core.config import config_path_from
+    """Validate the config and the machine (ConfigError becomes exit 2 in main)."""
+    from mailopsd.cli.cmd_config import check_config
 
-    load(args, log=False)
-    print(f"{config_path_from(args.config)}: configuration is valid")
-    return EXIT_OK
+    return check_config(args)

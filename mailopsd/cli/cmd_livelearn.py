@@ -78,14 +78,14 @@ def cmd_learn_enqueue(args: argparse.Namespace) -> int:
 def enqueue_command(config_file: str | None, klass: str) -> int:
     """Read the settings, enqueue stdin, report by journald; returns the exit code."""
     from mailopsd.livelearn.enqueue import drain, enqueue
-    from mailopsd.livelearn.fastconfig import FastConfigError, load
+    from mailopsd.livelearn.fastconfig import FastConfigError, all_readable, load
 
     stdin = sys.stdin.fileno()
     path = config_file or os.environ.get("MAILOPSD_CONFIG") or DEFAULT_CONFIG
     try:
-        if path == DEFAULT_CONFIG and not os.access(path, os.R_OK):
-            # as post-email: the user may not read a root-only default config; its defaults
-            # name the default spool (a different spool_dir there: exit 75, Dovecot logs it)
+        if path == DEFAULT_CONFIG and not all_readable(path):
+            # as post-email: the user may not read a root-only default config (or drop-in);
+            # then the defaults, never half of it (another spool_dir: exit 75, Dovecot logs it)
             from mailopsd.livelearn.fastconfig import EnqueueSettings
 
             cfg = EnqueueSettings()

@@ -13,6 +13,7 @@ from mailopsd.cli.common import EXIT_BUSY, EXIT_CODES_HELP, EXIT_JOB_FAILED, EXI
 # Each module has register(subparsers); handlers are set with set_defaults(handler=fn).
 COMMAND_MODULES = (
     "mailopsd.cli.cmd_core",
+    "mailopsd.cli.cmd_config",
     "mailopsd.cli.cmd_scan",
     "mailopsd.cli.cmd_bans",
     "mailopsd.cli.cmd_post_email",
@@ -29,8 +30,10 @@ server-made copies in users' Sent folders. Run it as a systemd service (`mailops
 one job now with `mailopsd run-job ID`."""
 
 EPILOG = f"""\
-configuration: --config FILE, else $MAILOPSD_CONFIG, else /etc/mailopsd/mailopsd.toml
-  (`mailopsd check-config` validates it; etc/mailopsd.toml is the commented reference).
+configuration: --config FILE, else $MAILOPSD_CONFIG, else /etc/mailopsd/mailopsd.toml,
+  then the drop-ins mailopsd.d/*.toml beside it. `mailopsd check-config` validates it,
+  `mailopsd config show --non-default` prints what it changes; every key is in
+  /usr/share/doc/mailopsd/mailopsd.reference.toml (docs/ in the source).
 
 {EXIT_CODES_HELP}"""
 

@@ -160,7 +160,9 @@ class StateDB:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
         except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"cannot open state database {self.path}: {exc}") from exc
+            # sqlite says only "unable to open database file": say what an admin must do
+            hint = "; run as root" if os.geteuid() != 0 else ""
+            raise StateError(f"cannot open state database {self.path}: {exc}{hint}") from exc
         with self._lock:
             if not self._migrated:
                 migrate(conn, self.path)

@@ -6,16 +6,20 @@ checks, with the same rules as the schema, only the keys it uses: all of ``[live
 ``[jobs.learn-spam] max_size`` and ``[logging]``'s target, level, journal_socket and
 syslog_identifier. A mistake there is a configuration error (exit 2); the rest of the file is
 ``mailopsd check-config``'s and the daemon's to judge (the daemon will not start on it, and the
-spool keeps what was queued meanwhile). Imports tomllib and re only.
+spool keeps what was queued meanwhile). Drop-ins (``mailopsd.d/*.toml`` beside the main file)
+are merged as ``core.config.sources`` does: in byte order of their names, tables key by key.
+Imports os, tomllib and re only.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from typing import Any
 
 DEFAULT_SPOOL = "/var/spool/mailopsd/learn"
+DROPIN_DIR = "mailopsd.d"  # = core.config.sources.DROPIN_DIR
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 LIVE_KEYS = ("enabled", "spool_dir", "daily_limit", "batch_wait")
 
@@ -67,12 +71,34 @@ def _path(table: dict[str, Any], key: str, dotted: str, default: str,
     return value
 
 
-def parse(raw: bytes, source: str = "") -> EnqueueSettings:
-    """The settings from a config file's bytes; raises FastConfigError listing every problem."""
+def _toml(raw: bytes, source: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise FastConfigError(f"{source}: (syntax): {exc}") from None
+
+
+def merge(into: dict[str, Any], over: dict[str, Any]) -> None:
+    """Merge ``over`` into ``into``: tables key by key, any other value replaced."""
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def parse(raw: bytes, source: str = "",
+          dropins: tuple[tuple[str, bytes], ...] = ()) -> EnqueueSettings:
+    """The settings from a config file's bytes (and its drop-ins' (name, bytes), in order);
+    raises FastConfigError listing every problem."""
+    data = _toml(raw, source)
+    for name, more in dropins:
+        merge(data, _toml(more, name))
+    return settings(data, source)
+
+
+def settings(data: dict[str, Any], source: str = "") -> EnqueueSettings:
+    """The settings from merged TOML data; raises FastConfigError listing every problem."""
     problems: list[str] = []
     live = _table(data, "live-learn", problems)
     for key in live:
@@ -109,11 +135,38 @@ def parse(raw: bytes, source: str = "") -> EnqueueSettings:
     return EnqueueSettings(spool_dir, limit, max_size, str(level), socket, ident)
 
 
-def load(path: str) -> EnqueueSettings:
-    """Read and parse a config file; raises FastConfigError."""
+def dropin_files(main: str) -> list[str]:
+    """The main file's drop-ins, in byte order of their names (as core.config.sources)."""
+    d = os.path.join(os.path.dirname(main) or ".", DROPIN_DIR)
+    try:
+        with os.scandir(d) as it:
+            names = [e.name for e in it if e.name.endswith(".toml")
+                     and not e.name.startswith(".") and e.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise FastConfigError(f"{d}: (file): cannot read {d}: {exc.strerror}") from None
+    return [os.path.join(d, n) for n in sorted(names, key=os.fsencode)]
+
+
+def all_readable(main: str) -> bool:
+    """Whether this user can read the main file and every drop-in."""
+    try:
+        return os.access(main, os.R_OK) and all(os.access(p, os.R_OK)
+                                                 for p in dropin_files(main))
+    except FastConfigError:
+        return False
+
+
+def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except OSError as exc:
         raise FastConfigError(f"{path}: (file): cannot read {path}: {exc.strerror}") from None
-    return parse(raw, path)
+
+
+def load(path: str) -> EnqueueSettings:
+    """Read and parse a config file and its drop-ins; raises FastConfigError."""
+    raw = _read(path)
+    return parse(raw, path, tuple((p, _read(p)) for p in dropin_files(path)))

@@ -243,3 +243,20 @@ def test_learn_enqueue_default_config_path_is_the_loaders() -> None:
     from mailopsd.core.config.loader import DEFAULT_CONFIG_PATH
 
     assert DEFAULT_CONFIG == DEFAULT_CONFIG_PATH
+
+
+def test_learn_enqueue_settings_merge_drop_ins_as_the_loader_does(tmp_path: Path) -> None:
+    from mailopsd.core.config import load_config
+    from mailopsd.livelearn.fastconfig import load
+
+    main = tmp_path / "mailopsd.toml"
+    main.write_text("[live-learn]\nspool_dir = \"/srv/a\"\ndaily_limit = 5\n")
+    (tmp_path / "mailopsd.d").mkdir()
+    (tmp_path / "mailopsd.d" / "20-b.toml").write_text("[live-learn]\ndaily_limit = 9\n")
+    (tmp_path / "mailopsd.d" / "10-a.toml").write_text(
+        "[live-learn]\nspool_dir = \"/srv/b\"\ndaily_limit = 7\n[jobs.learn-spam]\nmax_size = 3\n")
+    (tmp_path / "mailopsd.d" / "ignored.conf").write_text("[live-learn]\ndaily_limit = 1\n")
+    fast, full = load(str(main)), load_config(main)
+    assert (fast.spool_dir, fast.daily_limit, fast.max_size) == (
+        full.live_learn.spool_dir, full.live_learn.daily_limit, full.jobs.learn_spam.max_size
+    ) == ("/srv/b", 9, 3)
