@@ -246,7 +246,8 @@ def _learn(ctx: JobContext, db: Any, users: list[UserRun], staging: Any,
                 except ProcessError as exc:
                     ok, got, why = False, Learned(0, 0), str(exc)
                 learned[klass] = {"listed": len(paths), "learned": got.learned,
-                                  "examined": got.examined, "learned_live": live}
+                                  "examined": got.examined, **({"learned_live": live} if live
+                                                               else {})}
                 if not ok:
                     ctx.log.error("learn_spam_learn_failed", klass=klass, error=why,
                                   kept=len(paths))
