@@ -260,3 +260,36 @@ def test_learn_enqueue_settings_merge_drop_ins_as_the_loader_does(tmp_path: Path
     assert (fast.spool_dir, fast.daily_limit, fast.max_size) == (
         full.live_learn.spool_dir, full.live_learn.daily_limit, full.jobs.learn_spam.max_size
     ) == ("/srv/b", 9, 3)
+
+
+_VALUES = [0, 1, -1, 300, 2.5, True, "2s", "500ms", "soon", "", "/srv/learn", "/tmp", "rel",
+           "/var/tmp/", "/a\x01b", [], {}]
+
+
+def test_learn_enqueue_settings_accept_exactly_what_the_schema_accepts() -> None:
+    """For every key learn-enqueue reads, fastconfig refuses a value iff the full schema does."""
+    import itertools
+
+    from mailopsd.livelearn.fastconfig import FastConfigError, settings
+
+    keys = [("live-learn", "spool_dir"), ("live-learn", "daily_limit"),
+            ("live-learn", "batch_wait"), ("live-learn", "enabled"),
+            ("jobs.learn-spam", "max_size"), ("logging", "level"), ("logging", "journal_socket"),
+            ("logging", "target")]
+    for (table, key), value in itertools.product(keys, [*_VALUES, "debug", "journald"]):
+        data: dict[str, object] = {}
+        node = data
+        for part in table.split("."):
+            node = node.setdefault(part, {})  # type: ignore[assignment]
+        node[key] = value  # type: ignore[index]
+        try:
+            parse_config(data)
+            full_ok = True
+        except ConfigError:
+            full_ok = False
+        try:
+            settings(data)  # type: ignore[arg-type]
+            fast_ok = True
+        except FastConfigError:
+            fast_ok = False
+        assert fast_ok == full_ok, (table, key, value)
