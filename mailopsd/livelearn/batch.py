@@ -196,27 +196,84 @@ class Batcher:
 
     def _learn(self, db: Any, staging: Any, klass: str, entries: list[Entry],
                older: dict[str, list[Entry]], day: str) -> bool:
-        """One sa-learn over ``entries`` (one class); on success record, count and remove."""
+        """One sa-learn over ``entries`` (one class); on success record, count and remove.
+
+        When sa-learn ran but did not examine every message (a message it cannot read would
+        otherwise hold the whole queue back forever), the batch is halved until the culprits
+        are alone; they are refused (``not_learnable``) only if others of the batch were
+        learned: if none was, the fault is not the messages', and everything stays queued.
+        """
+        status, why = self._try(db, staging, klass, entries, older, day)
+        if status == "ok":
+            return True
+        if status == "error" or len(entries) == 1:
+            self.log.error("live_learn_failed", error=why, kept=len(entries), **{"class": klass})
+            return False
+        self.log.warning("live_learn_split", error=why, count=len(entries), **{"class": klass})
+        bad: list[Entry] = []
+        errors: list[str] = []
+        learned_any = self._isolate(db, staging, klass, entries, older, day, bad, errors)
+        if bad and learned_any:
+            self._refuse(bad + [o for e in bad for o in older.get(e.digest, [])],
+                         "not_learnable", day)
+        if errors or (bad and not learned_any):
+            self.log.error("live_learn_failed", error=(errors or [why])[0],
+                           kept=len(bad) + len(errors), **{"class": klass})
+            return False
+        return True
+
+    def _isolate(self, db: Any, staging: Any, klass: str, entries: list[Entry],
+                 older: dict[str, list[Entry]], day: str, bad: list[Entry],
+                 errors: list[str]) -> bool:
+        """Learn ``entries`` in halves; collect the ones sa-learn will not examine in ``bad``.
+        Returns whether anything was learned."""
+        half = len(entries) // 2
+        learned = False
+        for part in (entries[:half], entries[half:]):
+            status, why = self._try(db, staging, klass, part, older, day)
+            if status == "ok":
+                learned = True
+            elif status == "error":
+                errors.append(why)
+            elif len(part) == 1:
+                bad.extend(part)
+            else:
+                learned = self._isolate(db, staging, klass, part, older, day, bad,
+                                        errors) or learned
+        return learned
+
+    def _try(self, db: Any, staging: Any, klass: str, entries: list[Entry],
+             older: dict[str, list[Entry]], day: str) -> tuple[str, str]:
+        """Run sa-learn over ``entries``: ("ok", "") after committing them; ("partial", why)
+        when it ran but did not examine every one; ("error", why) when it failed to run."""
         from mailopsd.core.errors import ProcessError
         from mailopsd.core.process import run
-        from mailopsd.spam.bayes import Learned, learn_outcome, list_file_text, sa_learn_argv
+        from mailopsd.spam.bayes import learn_outcome, list_file_text, sa_learn_argv
         from mailopsd.spam.bayes_db import hold_bayes_lock
 
         started = time.time()
-        listfile = staging.write_file(f"{klass}.list.", list_file_text(
-            klass, [e.staged for e in entries]).encode("utf-8", "surrogateescape"))  # type: ignore[arg-type]
+        try:
+            listfile = staging.write_file(f"{klass}.list.", list_file_text(
+                klass, [e.staged for e in entries]).encode("utf-8", "surrogateescape"))  # type: ignore[arg-type]
+        except (OSError, ValueError) as exc:
+            return "error", f"cannot write the sa-learn list: {exc}"
         argv = sa_learn_argv(self.config.binaries.sa_learn, dbpath=db.dbpath or None,
                              listfile=listfile, klass=klass)  # type: ignore[arg-type]
         try:
             with hold_bayes_lock(self.config.daemon.run_dir, LOCK_WAIT, self.cancel):
                 res = run(argv, timeout=LEARN_TIMEOUT, account=db.owner, ok_codes=(0, 1),
                           cancel=self.cancel)
-            ok, got, why = learn_outcome(res.returncode, res.stdout, len(entries))
         except (ProcessError, MailopsError) as exc:
-            ok, got, why = False, Learned(0, 0), str(exc)
+            return "error", str(exc)
+        ok, got, why = learn_outcome(res.returncode, res.stdout, len(entries))
         if not ok:
-            self.log.error("live_learn_failed", error=why, kept=len(entries), **{"class": klass})
-            return False
+            return "partial", why
+        self._commit(klass, entries, older, day, got.learned, started)
+        return "ok", ""
+
+    def _commit(self, klass: str, entries: list[Entry], older: dict[str, list[Entry]],
+                day: str, sa_learned: int, started: float) -> None:
+        """Record the digests, add the counts, remove the entries, report per user."""
         done = entries + [o for e in entries for o in older.get(e.digest, [])]
         per_uid: Counter[int] = Counter(e.uid for e in done)
         with immediate(self.conn):
@@ -234,9 +291,8 @@ class Batcher:
             ages = [round(now - e.queued_ns / 1e9, 3) for e in mine]
             self.log.info("live_learn_learned", user=user_name(uid), uid=uid, count=len(mine),
                           superseded=per_uid[uid] - len(mine), ages=ages,
-                          learned_today=counts[uid], sa_learn_learned=got.learned,
+                          learned_today=counts[uid], sa_learn_learned=sa_learned,
                           duration=round(now - started, 3), **{"class": klass})
-        return True
 
     def _maybe_prune(self) -> None:
         now = time.monotonic()

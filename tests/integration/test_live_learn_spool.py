@@ -207,3 +207,47 @@ def test_sa_learn_failures_keep_the_entries_and_retry_with_backoff(mail_root: Pa
             daemon.wait_event("live_learn_learned", timeout=60, user=user.name, count=2)
             wait_until(lambda: not scene.pending(), 10, what="entries removed")
         assert scene.magic() == (2, 0)
+
+
+UNREADABLE_SA_LEARN = """#!/usr/bin/python3
+# sa-learn that does not examine a message containing POISON (as if it could not parse it)
+import os, subprocess, sys, tempfile
+args = sys.argv[1:]
+i = args.index("-f")
+keep = [ln for ln in open(args[i + 1])
+        if b"POISON" not in open(ln.split(":file:", 1)[1].rstrip("\\n"), "rb").read()]
+if not keep:
+    print("Learned tokens from 0 message(s) (0 message(s) examined)")
+    sys.exit(1)
+fd, tmp = tempfile.mkstemp()
+os.write(fd, "".join(keep).encode())
+os.close(fd)
+args[i + 1] = tmp
+res = subprocess.run(["/usr/bin/sa-learn", *args])
+os.unlink(tmp)
+sys.exit(res.returncode)
+"""
+
+
+def test_a_message_sa_learn_will_not_examine_holds_back_nothing_else(mail_root: Path) -> None:
+    wrapper = mail_root / "picky-sa-learn"
+    wrapper.write_text(UNREADABLE_SA_LEARN)
+    wrapper.chmod(0o755)
+    with live_scene(mail_root, dovecot=False, sa_learn=str(wrapper),
+                    live_learn={"batch_wait": "3s"}) as scene:
+        user = scene.users[0]
+        Spool(str(scene.spool)).ensure()
+        assert _enqueue(scene, user, "spam", message(99, tag="POISON")).returncode == 0
+        with MailopsdProcess(scene.config) as daemon:
+            # alone, nothing else learned: not the message's fault for all we know; kept
+            daemon.wait_event("live_learn_failed", timeout=60, kept=1)
+            assert len(scene.pending()) == 1
+            for n in range(5):
+                assert _enqueue(scene, user, "spam", message(n)).returncode == 0
+            daemon.wait_event("live_learn_split", timeout=90)
+            daemon.wait_event("live_learn_refused", timeout=90, reason="not_learnable",
+                              count=1, user=user.name)
+            wait_until(lambda: not scene.pending(), 60, what="spool empty")
+            learned = [e for e in daemon.events() if e["event"] == "live_learn_learned"]
+            assert sum(e["count"] for e in learned) == 5
+        assert scene.magic() == (5, 0)
