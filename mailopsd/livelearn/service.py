@@ -36,12 +36,15 @@ class _Wake:
 
     def __init__(self, wake: threading.Event) -> None:
         self.wake = wake
+        self.first: float | None = None  # monotonic time of the first event since the last batch
 
     def dispatch(self, event: Any) -> None:
         path = getattr(event, "dest_path", "") or getattr(event, "src_path", "")
         name = str(path).rsplit("/", 1)[-1]
         if getattr(event, "event_type", "") in ("created", "moved", "closed") and \
                 not name.startswith("."):
+            if self.first is None:
+                self.first = time.monotonic()
             self.wake.set()
 
 
@@ -61,6 +64,7 @@ class LiveLearnService:
         self._thread: threading.Thread | None = None
         self._observer: Any = None
         self._failures = 0
+        self._handler = _Wake(self._wake)
 
     def start(self) -> None:
         """Create and check spool_dir (raises SpoolError), watch it, start the worker."""
@@ -70,7 +74,8 @@ class LiveLearnService:
         self._stop.clear()
         self._observer = Observer()
         self._observer.daemon = True
-        self._observer.schedule(_Wake(self._wake), self.spool.path, recursive=False)
+        self._handler = _Wake(self._wake)
+        self._observer.schedule(self._handler, self.spool.path, recursive=False)
         self._observer.start()
         self._thread = threading.Thread(target=self._run, name=SERVICE_NAME, daemon=True)
         self._thread.start()
@@ -107,15 +112,17 @@ class LiveLearnService:
             while not self._stop.is_set():
                 now = time.monotonic()
                 due = min(next_scan, retry_at) if retry_at else next_scan
-                if self._wake.wait(max(0.0, due - now)) and not self._stop.is_set():
-                    self._wake.clear()
-                    if self._stop.wait(self.config.live_learn.batch_wait):
-                        break
-                    if retry_at and time.monotonic() < retry_at:
-                        continue  # still backing off; the next try takes these too
-                elif self._stop.is_set():
+                woke = self._wake.wait(max(0.0, due - now))
+                if self._stop.is_set():
                     break
+                if woke:
+                    # batch_wait counts from the first new entry: entries that arrived while
+                    # the previous batch ran have waited already; a backoff is waited out
+                    start_at = (self._handler.first or now) + self.config.live_learn.batch_wait
+                    if self._stop.wait(max(0.0, max(start_at, retry_at) - time.monotonic())):
+                        break
                 self._wake.clear()
+                self._handler.first = None
                 try:
                     ok = batcher.run_once()
                 except Exception as exc:  # e.g. the state database: keep the entries, retry
