@@ -8,7 +8,13 @@ import sys
 from collections.abc import Sequence
 
 from mailopsd import __version__
-from mailopsd.cli.common import EXIT_BUSY, EXIT_CODES_HELP, EXIT_JOB_FAILED, EXIT_USAGE
+from mailopsd.cli.common import (
+    EXIT_BUSY,
+    EXIT_CODES_HELP,
+    EXIT_JOB_FAILED,
+    EXIT_USAGE,
+    add_global_options,
+)
 
 # Each module has register(subparsers); handlers are set with set_defaults(handler=fn).
 COMMAND_MODULES = (
@@ -19,6 +25,7 @@ COMMAND_MODULES = (
     "mailopsd.cli.cmd_post_email",
     "mailopsd.cli.cmd_bayes",
     "mailopsd.cli.cmd_sent",
+    "mailopsd.cli.cmd_health",  # issue 18: health, tls-deploy
     "mailopsd.cli.cmd_livelearn",
 )
 
@@ -52,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    add_global_options(parser)  # --config / --log-level after the command name too
     return parser
 
 

@@ -26,6 +26,7 @@ LAYERS: dict[str, set[str]] = {
     "sent": {CORE, "logtail", "maildir"},
     "livelearn": {CORE, "spam", "maildir"},
     "daemon": {CORE},
+    "health": {CORE, "spam"},  # issue 18
 }
 TOP = {"cli", "jobs", "(top)"}  # may import anything below them
 

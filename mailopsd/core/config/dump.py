@@ -136,6 +136,8 @@ def _scalar(v: Any) -> str:
         return jsonlib.dumps(v, ensure_ascii=False)
     if isinstance(v, list):
         return "[" + ", ".join(_scalar(x) for x in v) + "]"
+    if isinstance(v, dict):  # an array of tables ([[health.tls]]) as inline tables
+        return "{" + ", ".join(f"{_key(k)} = {_scalar(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {type(v).__name__} as TOML")
 
 
