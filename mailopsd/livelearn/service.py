@@ -24,6 +24,7 @@ from mailopsd.livelearn.drain import Spool
 SERVICE_NAME = "live-learn"
 RESCAN = 60.0
 BACKOFF_FIRST, BACKOFF_MAX = 5.0, 300.0
+DEGRADED_AFTER = 3  # failed batches in a row (5 + 10 + 20 s of backoff) before status says so
 
 
 def create(config: Config, state: StateDB) -> LiveLearnService | None:
@@ -97,6 +98,24 @@ class LiveLearnService:
         """Whether the worker and the inotify observer run."""
         return (self._thread is not None and self._thread.is_alive()
                 and (self._observer is None or self._observer.is_alive()))
+
+    def status(self) -> dict[str, Any]:
+        """For the daemon's status snapshot (``mailopsd status``, failure mails): degraded after
+        DEGRADED_AFTER failed batches in a row (the entries are kept meanwhile)."""
+        import os
+
+        alive = self.alive()
+        problems = [] if alive else ["a thread of the service has stopped"]
+        if self._failures >= DEGRADED_AFTER:
+            problems.append(f"{self._failures} batches in a row failed; the entries are kept "
+                            "(journalctl -u mailopsd EVENT=live_learn_failed)")
+        try:  # by path: listing through the worker's descriptor would share its offset
+            pending: int | None = sum(1 for n in os.listdir(self.spool.path)
+                                      if (p := spool.parse_name(n)) and p[0] == "learn")
+        except OSError:
+            pending = None
+        return {"alive": alive, "degraded": bool(problems), "problems": problems,
+                "spool_dir": self.spool.path, "pending": pending, "failures": self._failures}
 
     def _run(self) -> None:
         from mailopsd.livelearn.batch import Batcher

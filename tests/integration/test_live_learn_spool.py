@@ -203,6 +203,17 @@ def test_sa_learn_failures_keep_the_entries_and_retry_with_backoff(mail_root: Pa
             assert first["retry_in"] == 5.0
             daemon.wait_event("live_learn_retry", timeout=30, failures=2, retry_in=10.0)
             assert len(scene.pending()) == 2 and scene.magic() == (0, 0)
+
+            def snapshot() -> dict | None:  # type: ignore[type-arg]
+                try:
+                    snap = json.loads((mail_root / "run" / "status.json").read_text())
+                except (OSError, ValueError):
+                    return None
+                live = snap.get("services", {}).get("live-learn", {})
+                return live if live.get("failures", 0) >= 2 else None
+
+            live = wait_until(snapshot, 30, interval=0.5, what="status snapshot")
+            assert (live["pending"], live["alive"]) == (2, True)
             flag.unlink()
             daemon.wait_event("live_learn_learned", timeout=60, user=user.name, count=2)
             wait_until(lambda: not scene.pending(), 10, what="entries removed")
