@@ -7,6 +7,9 @@ IMAPSieve pieces, USERS test users with MOVES/USERS messages each in their INBOX
 
 - enqueue: ``mailopsd -c CFG learn-enqueue spam`` run as a user with a 4 KB message on stdin,
   wall clock per process (what Dovecot's sieve pipe waits for), ENQUEUES times round-robin;
+- MOVE round trip: how long each IMAP client waits for its UID MOVE (Dovecot runs the sieve
+  script and the pipe before it answers), next to a MOVE to Trash (no rule, no script) made by
+  the same clients in between;
 - move-to-trained: USERS imaplib clients at once, each UID MOVEs its messages one by one into
   INBOX/Spam (a random 0-400 ms pause between moves); each move's latency is from the MOVE
   command being sent to the daemon's ``live_learn_learned`` event that counted it (events are
@@ -85,7 +88,7 @@ def bench_peer(scene, count: int) -> list[float]:  # type: ignore[no-untyped-def
     return times
 
 
-def bench_moves(scene, per_user: int) -> tuple[list[float], list[int]]:  # type: ignore[no-untyped-def]
+def bench_moves(scene, per_user: int) -> tuple[list[float], list[int], list[float], list[float]]:  # type: ignore[no-untyped-def]
     proc = subprocess.Popen([MAILOPSD, "-c", str(scene.config), "run"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     learned: list[tuple[float, dict]] = []  # type: ignore[type-arg]
@@ -105,6 +108,8 @@ def bench_moves(scene, per_user: int) -> tuple[list[float], list[int]]:  # type:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     moves: dict[str, list[float]] = {u.name: [] for u in scene.users}
+    rtt: list[float] = []  # how long each IMAP client waited for its MOVE (sieve + pipe)
+    rtt_floor: list[float] = []  # ... for a MOVE to Trash, which runs no sieve script
     try:
         assert ready.wait(60), "daemon not ready"
 
@@ -115,7 +120,14 @@ def bench_moves(scene, per_user: int) -> tuple[list[float], list[int]]:  # type:
                 for uid in range(1, per_user + 1):
                     time.sleep(random.uniform(0, 0.4))
                     moves[user.name].append(time.time())
+                    start = time.perf_counter()
                     assert imap.uid("MOVE", str(uid), '"INBOX/Spam"')[0] == "OK"
+                    rtt.append(time.perf_counter() - start)
+                    if uid % 4 == 0:  # the floor: a move no imapsieve rule matches
+                        start = time.perf_counter()
+                        extra = per_user + uid // 4
+                        assert imap.uid("MOVE", str(extra), "Trash")[0] == "OK"
+                        rtt_floor.append(time.perf_counter() - start)
             finally:
                 imap.logout()
 
@@ -141,7 +153,7 @@ def bench_moves(scene, per_user: int) -> tuple[list[float], list[int]]:  # type:
                 latencies.append(at - queue.pop(0))
     for _, ev in learned:
         batches.append(ev["count"])
-    return latencies, batches
+    return latencies, batches, rtt, rtt_floor
 
 
 def main() -> int:
@@ -156,7 +168,7 @@ def main() -> int:
     with scratch_root("mailopsd-bench-live-") as root, live_scene(
             root, users=args.users, live_learn={"batch_wait": "2s"}) as scene:
         for user in scene.users:
-            scene.fill_inbox(user, per_user)
+            scene.fill_inbox(user, per_user + per_user // 4)
         from mailopsd.livelearn.drain import Spool
 
         Spool(str(scene.spool)).ensure()
@@ -171,11 +183,13 @@ def main() -> int:
         print(line("learn-enqueue (process wall clock)", enq), flush=True)
         if args.enqueue_only:
             return 0
-        lat, batches = bench_moves(scene, per_user)
+        lat, batches, rtt, rtt_floor = bench_moves(scene, per_user)
         peer = bench_peer(scene, args.peer)
         assert scene.magic()[0] == per_user * args.users, scene.magic()
         assert scene.dovecot is not None and scene.dovecot.log_errors() == []
     print(line("peer: sa-learn --spam per message (wiki)", peer))
+    print(line("floor: UID MOVE to Trash (no sieve run)", rtt_floor))
+    print(line("IMAP UID MOVE into Spam (sieve + pipe)", rtt))
     print(line(f"move-to-trained ({args.users} users at once)", lat, "s", 1.0))
     print(f"{'batches (live_learn_learned events)':<44} n={len(batches):<4} "
           f"mean size={statistics.mean(batches):.1f}")

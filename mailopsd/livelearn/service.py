@@ -11,6 +11,7 @@ retried after a backoff (5 s doubling to 5 min); the worker never stops for a ba
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from typing import Any
@@ -24,6 +25,7 @@ from mailopsd.livelearn.drain import Spool
 SERVICE_NAME = "live-learn"
 RESCAN = 60.0
 BACKOFF_FIRST, BACKOFF_MAX = 5.0, 300.0
+NICE = 10  # the worker thread's (and so sa-learn's) niceness
 DEGRADED_AFTER = 3  # failed batches in a row (5 + 10 + 20 s of backoff) before status says so
 
 
@@ -121,6 +123,10 @@ class LiveLearnService:
         from mailopsd.livelearn.batch import Batcher
 
         batcher = Batcher(self.config, self.state, self.spool, self.log, self._stop)
+        with contextlib.suppress(OSError):
+            # Linux: nice is per thread and inherited by what it forks: sa-learn (~1 CPU-second
+            # per batch) yields to the IMAP sessions and learn-enqueue runs the users wait for
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         try:
             batcher.cleanup_leftovers()
             self.log.info("live_learn_ready", spool_dir=self.spool.path,
