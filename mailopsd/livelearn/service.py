@@ -166,5 +166,3 @@ class LiveLearnService:
         finally:
             batcher.close()
 
-
-__all__ = ["SERVICE_NAME", "LiveLearnService", "create", "spool"]
