@@ -165,4 +165,3 @@ class LiveLearnService:
             self.log.exception("live_learn_died", error=repr(exc))
         finally:
             batcher.close()
-
