@@ -80,7 +80,12 @@ def enqueue_command(config_file: str | None, klass: str) -> int:
     from mailopsd.livelearn.enqueue import drain, enqueue
     from mailopsd.livelearn.fastconfig import FastConfigError, all_readable, load
 
-    stdin = sys.stdin.fileno()
+    try:
+        stdin = sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):  # started without a stdin at all
+        print("mailopsd: learn-enqueue reads the message on stdin; none is open",
+              file=sys.stderr)
+        return EXIT_USAGE
     path = config_file or os.environ.get("MAILOPSD_CONFIG") or DEFAULT_CONFIG
     try:
         if path == DEFAULT_CONFIG and not all_readable(path):
