@@ -153,9 +153,14 @@ def test_symlink_and_hard_link_attacks_leave_everything_outside_untouched(scene:
         "os.symlink('/etc', md + '/.Evil')\n"
         "os.symlink('/etc/passwd', md + '/.INBOX.Not Spam/new/2.M1P1.evil')\n",
         str(md), str(victim))
-    # a hard link to /etc/passwd (the kernel's protected_hardlinks stops users; root plants it)
+    # a hard link to a root-owned file (the kernel's protected_hardlinks stops users; root plants
+    # it). Not /etc/passwd itself: useradd/userdel elsewhere on the machine replace that file, and
+    # its old inode's link count drops under the test.
+    secret = scene.root / "root-secret"
+    secret.write_bytes(b"root:secret\n")
+    secret.chmod(0o600)
     hard = md / ".INBOX.Not Spam" / "cur" / "3.M1P1.evil:2,"
-    os.link("/etc/passwd", hard)
+    os.link(secret, hard)
     fd = os.open(hard, os.O_RDONLY)
     try:
         passwd_before = (os.fstat(fd).st_nlink, os.pread(fd, 1 << 20, 0))
