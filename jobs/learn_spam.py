@@ -215,6 +215,7 @@ def _learn(ctx: JobContext, db: Any, users: list[UserRun], staging: Any,
     """One sa-learn per class over every user's staged copies; returns the classes learned."""
     from mailopsd.core.errors import JobCancelled, MailopsError, ProcessError
     from mailopsd.core.process import run
+    from mailopsd.livelearn.store import split_learned_live
     from mailopsd.spam.bayes import Learned, learn_outcome, list_file_text, sa_learn_argv
     from mailopsd.spam.bayes_db import hold_bayes_lock
 
@@ -224,6 +225,13 @@ def _learn(ctx: JobContext, db: Any, users: list[UserRun], staging: Any,
         with hold_bayes_lock(ctx.config.daemon.run_dir, sa.bayes_lock_wait, ctx.cancel):
             for klass in CLASSES:
                 paths = [staging.abspath(n) for u in users for _, _, n in u.staged[klass]]
+                # live-learn (issue 17): what was already learned live as this class is skipped
+                paths, live = split_learned_live(ctx.state, klass, paths)
+                if live:
+                    learned[klass] = {"listed": 0, "learned": 0, "examined": 0,
+                                      "learned_live": live}
+                    if not paths:
+                        ok_classes.append(klass)
                 if not paths:
                     continue  # sa-learn would say rc 1: nothing to learn is no failure
                 ctx.check_cancel()
@@ -238,7 +246,8 @@ def _learn(ctx: JobContext, db: Any, users: list[UserRun], staging: Any,
                 except ProcessError as exc:
                     ok, got, why = False, Learned(0, 0), str(exc)
                 learned[klass] = {"listed": len(paths), "learned": got.learned,
-                                  "examined": got.examined}
+                                  "examined": got.examined, **({"learned_live": live} if live
+                                                               else {})}
                 if not ok:
                     ctx.log.error("learn_spam_learn_failed", klass=klass, error=why,
                                   kept=len(paths))

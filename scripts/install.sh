@@ -20,6 +20,8 @@ PACKAGES=(
   # issue 18 (health): metrics, DNS and certificate checks; the tests' DNS servers and openssl
   python3-prometheus-client python3-dnspython python3-cryptography rbldnsd dnsmasq-base openssl
   prometheus  # promtool: the tests check the scrape and the shipped alert rules with it
+  # live learning (issue 17): Pigeonhole's imap_sieve, sieve_imapsieve, sieve_extprograms, sievec
+  dovecot-sieve
 )
 
 if [ "$(id -u)" != 0 ]; then

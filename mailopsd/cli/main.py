@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "mailopsd.cli.cmd_bayes",
     "mailopsd.cli.cmd_sent",
     "mailopsd.cli.cmd_health",  # issue 18: health, tls-deploy
+    "mailopsd.cli.cmd_livelearn",
 )
 
 DESCRIPTION = """\
@@ -64,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    if "learn-enqueue" in (sys.argv[1:] if argv is None else argv):  # per IMAP move: no argparse
+        from mailopsd.cli.cmd_livelearn import fast_main
+
+        fast = fast_main(sys.argv[1:] if argv is None else argv)
+        if fast is not None:
+            return fast
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

@@ -123,6 +123,22 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             suppressed INTEGER NOT NULL DEFAULT 0
         );
     """),
+    (9, "live learning: per-user daily counts, messages learned live", """
+        CREATE TABLE live_learn_daily (
+            uid INTEGER NOT NULL,           -- the spool entry's owner as the kernel records it
+            day TEXT NOT NULL,              -- local date YYYY-MM-DD
+            learned INTEGER NOT NULL DEFAULT 0,
+            refused INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (uid, day)
+        );
+        CREATE TABLE live_learned (
+            digest TEXT PRIMARY KEY,        -- sha256 of the message, CRLF as LF (livelearn.digest)
+            klass TEXT NOT NULL,            -- spam | ham: the class it was last learned as
+            uid INTEGER NOT NULL,
+            learned_at REAL NOT NULL
+        );
+        CREATE INDEX live_learned_by_time ON live_learned (learned_at);
+    """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -38,6 +38,7 @@ SERVICES: dict[str, str] = {
     "blocker": "mailopsd.blocker.service:create",
     "sent-fixer": "mailopsd.sent.service:create",
     "health": "mailopsd.health.service:create",  # issue 18
+    "live-learn": "mailopsd.livelearn.service:create",
 }
 
 

@@ -24,6 +24,7 @@ LAYERS: dict[str, set[str]] = {
     "forward": {CORE},
     "blocker": {CORE, "logtail", "firewall"},
     "sent": {CORE, "logtail", "maildir"},
+    "livelearn": {CORE, "spam", "maildir"},
     "daemon": {CORE},
     "health": {CORE, "spam"},  # issue 18
 }

@@ -13,6 +13,7 @@ from mailopsd.core.config.common import JobSettings, cron, non_negative, opt, po
 from mailopsd.core.config.schema_blocker import BlockerConfig
 from mailopsd.core.config.schema_forwards import MakeForwardsJob, PostEmailConfig
 from mailopsd.core.config.schema_health import HealthConfig, MetricsConfig, TlsDeployConfig
+from mailopsd.core.config.schema_livelearn import LiveLearnConfig
 from mailopsd.core.config.schema_notify import NotifyConfig
 from mailopsd.core.config.schema_sent import SentConfig
 from mailopsd.core.config.schema_spam import (
@@ -136,6 +137,7 @@ class Config:
     health: HealthConfig = opt(factory=HealthConfig)  # issue 18
     tls_deploy: TlsDeployConfig = opt(key="tls-deploy", factory=TlsDeployConfig)  # issue 18
     notify: NotifyConfig = opt(factory=NotifyConfig)
+    live_learn: LiveLearnConfig = opt(key="live-learn", factory=LiveLearnConfig)
 
 
 def validate_config(cfg: Config) -> list[tuple[str, str]]:
