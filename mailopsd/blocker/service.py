@@ -19,6 +19,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from mailopsd.blocker.cluster_apply import ClusterApply
 from mailopsd.blocker.flood import RULE as FLOOD_RULE
 from mailopsd.blocker.flood import FloodDetector
 from mailopsd.blocker.ignore import IgnoreList
@@ -48,7 +49,7 @@ def duration_field(seconds: float | None) -> float | str:
     return "permanent" if seconds is None else round(seconds)
 
 
-class BlockerService:
+class BlockerService(ClusterApply):
     """``SERVICES["blocker"]``: bans abusive SMTP clients found in the Exim mainlog."""
 
     name = "blocker"
@@ -82,6 +83,8 @@ class BlockerService:
         self._tick: threading.Thread | None = None
         self._follower: Any = None
         self._silent: dict[str, float] = {}
+        self._link = None  # the cluster link (hooks.ClusterLink), set by bind()
+        self._remote_hits = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -116,10 +119,14 @@ class BlockerService:
         self._stop.clear()
         self._tick = threading.Thread(target=self._tick_loop, name="blocker-tick", daemon=True)
         self._tick.start()
+        if self._link is not None:
+            self._link.attach(self)  # now other nodes' bans may come in
 
     def stop(self, timeout: float) -> None:
         """Stop following and ticking; bans stay in the kernel (restored at the next start)."""
         deadline = time.monotonic() + timeout
+        if self._link is not None:
+            self._link.detach()
         self._stop.set()
         if self._follower is not None:
             self._follower.stop(max(0.1, deadline - time.monotonic()))
@@ -137,6 +144,7 @@ class BlockerService:
         with self._lock:
             for line in lines:
                 try:
+                    self._cluster_line(line)
                     decision = self.policy.feed_line(line)
                 except Exception as exc:  # hostile input: log it, never die, never ban
                     self.log.error("blocker_line_failed", error=repr(exc), line=line[:300])
@@ -189,6 +197,7 @@ class BlockerService:
                           expires=when(expires), times_banned=times,
                           first_seen=when(d.first_seen), last_seen=when(d.last_seen),
                           backend=self.backend.name)
+            self._published_ban(ban, d.ip, d.rule, d.reason, d.count, now, expires)
             return ban
 
     def _log_unban(self, ban: Ban, why: str, **extra: Any) -> None:
@@ -211,6 +220,7 @@ class BlockerService:
                 self._failed.discard(ban.ip)
                 self.policy.forget(ban.ip)
                 self._log_unban(ban, "expired")
+                self._published_unban(ban, "expired", ban.expires or now)
         return len(due)
 
     def _sync(self) -> None:
@@ -221,6 +231,7 @@ class BlockerService:
         with self._lock:
             for ch in changes:
                 self._seq = max(self._seq, ch.seq)
+                self._published_change(ch.action, ch.ip, ch.at)
                 if ch.action == "ban":
                     self._banned[ch.ip] = ch.expires
                     self._failed.discard(ch.ip)
@@ -304,6 +315,7 @@ class BlockerService:
                 if now >= next_silent:
                     next_silent = now + 60.0
                     self._check_silent(now)
+                    self.prune_remote_hits(now)
                 if now >= next_prune:
                     next_prune = now + PRUNE_EVERY
                     self.store.prune_changes(now - KEEP_CHANGES)

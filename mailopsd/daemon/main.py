@@ -115,7 +115,8 @@ class Daemon:
         if new.logging != old.logging:
             logs.configure_from(new)
         self._schedule_jobs()
-        if (new.blocker, new.sent, new.daemon) != (old.blocker, old.sent, old.daemon):
+        if (new.blocker, new.sent, new.daemon, new.cluster) != (old.blocker, old.sent,
+                                                                old.daemon, old.cluster):
             self.services.stop(new.daemon.stop_timeout)
             self.services.start(self.config, self.state)
         self.log.info("config_reloaded", path=self.config_path)

@@ -11,6 +11,7 @@ from typing import Literal
 
 from mailopsd.core.config.common import JobSettings, cron, non_negative, opt, positive
 from mailopsd.core.config.schema_blocker import BlockerConfig
+from mailopsd.core.config.schema_cluster import ClusterConfig
 from mailopsd.core.config.schema_forwards import MakeForwardsJob, PostEmailConfig
 from mailopsd.core.config.schema_sent import SentConfig
 from mailopsd.core.config.schema_spam import (
@@ -129,6 +130,7 @@ class Config:
     spamassassin: SpamAssassinConfig = opt(factory=SpamAssassinConfig)
     sent: SentConfig = opt(factory=SentConfig)
     post_email: PostEmailConfig = opt(key="post-email", factory=PostEmailConfig)
+    cluster: ClusterConfig | None = opt(None)  # optional: several MX hosts (issue 16)
 
 
 def validate_config(cfg: Config) -> list[tuple[str, str]]:

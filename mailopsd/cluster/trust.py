@@ -1,0 +1,62 @@
+"""Trust checks on rows read from the shared store, before any other check or kernel change.
+
+A row is refused (with a warning naming the address) when its address is not an address or
+network, when it is wider than /24 (IPv4) or /64 (IPv6), when it was written already expired, or
+when it claims a decision time far in the future (that would shield it from later unbans). The
+blocker then applies this node's own ignore list (loopback, own addresses, ``blocker.ignore``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailopsd.firewall.base import parse_target
+
+WIDEST = {4: 24, 6: 64}
+FUTURE = 300.0  # seconds a decision may lie ahead of this node's clock
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of ``mailopsd.bans`` as read (times in epoch seconds)."""
+
+    id: int
+    action: str
+    ip: str
+    rule: str
+    reason: str
+    hits: int
+    decided: float
+    expires: float | None
+    node: str
+    inserted: float
+    key: str
+
+
+def canonical_or_problem(ip: str) -> tuple[str | None, str]:
+    """(canonical target, "") for an acceptable address or network, else (None, problem)."""
+    try:
+        net = parse_target(ip)
+    except (ValueError, TypeError):
+        return None, "not an address or network"
+    if net.prefixlen < WIDEST[net.version]:
+        return None, f"network wider than /{WIDEST[net.version]}"
+    text = str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+    return text, ""
+
+
+def check(row: Row, now: float) -> tuple[Row | None, str]:
+    """(row with its canonical address, "") when acceptable, else (None, why refused)."""
+    ip, problem = canonical_or_problem(row.ip)
+    if ip is None:
+        return None, problem
+    if row.action not in ("ban", "unban"):
+        return None, f"unknown action {row.action[:20]!r}"
+    if row.decided > now + FUTURE:
+        return None, "decided in the future"
+    if row.action == "ban" and row.expires is not None and row.expires <= min(
+            row.inserted, row.decided):
+        return None, "expiry in the past"
+    if ip == row.ip:
+        return row, ""
+    return Row(**{**row.__dict__, "ip": ip}), ""
