@@ -74,6 +74,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     if conn is None:
         return EXIT_USAGE
     with conn:
+        version = pgschema.current_version(conn)
+        if version != pgschema.SCHEMA_VERSION:
+            print(f"mailopsd: the store's schema is version {version}, this mailopsd needs "
+                  f"{pgschema.SCHEMA_VERSION}: run `mailopsd cluster init` as the database "
+                  "owner", file=sys.stderr)
+            return EXIT_JOB_FAILED
         st = read_status(conn)
     if args.json:
         print_json(st.as_dict())
@@ -84,8 +90,4 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_table(["NODE", "ROLE", "LAST SEEN", "BEHIND", "QUEUED", "PUBLISHED", "IN FORCE"],
                     [[n.node, n.role, f"{round(now - n.last_seen)}s ago", n.behind, n.queued,
                       n.published, n.in_force] for n in st.nodes])
-    if st.schema_version != pgschema.SCHEMA_VERSION:
-        print(f"mailopsd: the store's schema is {st.schema_version}, this mailopsd needs "
-              f"{pgschema.SCHEMA_VERSION}: run `mailopsd cluster init`", file=sys.stderr)
-        return EXIT_JOB_FAILED
     return EXIT_OK

@@ -66,7 +66,9 @@ CREATE TABLE {SCHEMA}.hits (
 );
 CREATE INDEX hits_by_seen ON {SCHEMA}.hits (seen);
 
-CREATE FUNCTION {SCHEMA}.keep_current() RETURNS trigger LANGUAGE plpgsql AS $$
+-- SECURITY DEFINER: node roles cannot write `current` themselves, only through the log
+CREATE FUNCTION {SCHEMA}.keep_current() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE n cidr;
 BEGIN
     BEGIN
