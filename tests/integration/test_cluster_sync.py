@@ -194,3 +194,42 @@ def test_store_outage_queues_and_publishes_on_return_once(nodes: list[Node], pg:
     assert sorted(e["node"] for e in downs) == ["mx1", "mx2"]
     ups = [e for e in logs if e["event"] == "cluster_store_up"]
     assert sorted(e["node"] for e in ups) == ["mx1", "mx2"]
+
+
+def test_failover_to_a_promoted_standby_loses_and_repeats_nothing() -> None:
+    from mailopsd.cluster.pgschema import migrate
+
+    with PrivatePostgres() as primary, scratch_root() as root:
+        primary.psql("CREATE DATABASE mailopsd")
+        with psycopg.connect(primary.dsn("mailopsd"), autocommit=True) as conn:
+            migrate(conn)
+        standby = primary.standby(sync=False)  # asynchronous: the newest rows may be lost
+        dsn = (f"postgresql://postgres@/mailopsd?host={primary.sock},{standby.sock}"
+               f"&port={primary.port},{standby.port}&target_session_attrs=read-write")
+        mx1, mx2 = Node(root, "mx1", dsn).start(), Node(root, "mx2", dsn).start()
+        try:
+            wait_until(lambda: mx1.service.loop.up and mx2.service.loop.up,  # type: ignore[union-attr]
+                       15)
+            with capture_logs() as logs:
+                for i in range(1, 31):
+                    mx1.ban(f"192.0.2.{i}")
+                    mx2.ban(f"198.51.100.{i}")
+                    if i == 15:
+                        primary.kill()  # mid-stream
+                        standby.promote()
+                    time.sleep(0.02)
+                want1 = sorted(f"192.0.2.{i}" for i in range(1, 31))
+                want2 = sorted(f"198.51.100.{i}" for i in range(1, 31))
+                wait_until(lambda: sorted(_counts(mx2.sink)) == want1
+                           and sorted(_counts(mx1.sink)) == want2, 20, what="all bans")
+                time.sleep(1)
+            assert set(_counts(mx2.sink).values()) == {1}
+            assert set(_counts(mx1.sink).values()) == {1}
+            assert [e for e in logs if e["event"] == "cluster_store_up"]
+            with psycopg.connect(standby.dsn("mailopsd")) as conn:
+                stored = conn.execute("SELECT count(*), count(DISTINCT key) FROM mailopsd.bans"
+                                      ).fetchone()
+            assert stored == (60, 60)
+        finally:
+            mx1.stop()
+            mx2.stop()
