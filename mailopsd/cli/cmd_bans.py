@@ -78,11 +78,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     from mailopsd.blocker.service import when
     from mailopsd.cli.common import print_json, print_table
 
-    _cfg, store = _setup(args)
+    cfg, store = _setup(args)
     bans = store.active() + (store.history() if args.all else [])
     now = time.time()
+    here = cfg.cluster.node_name if cfg.cluster is not None else None  # issue 16: origin
     if args.json:
-        print_json([dict(b.as_dict(), expires_in=None if b.expires is None or not b.active
+        print_json([dict(b.as_dict(), origin=b.origin or here,
+                         expires_in=None if b.expires is None or not b.active
                          else max(0.0, b.expires - now)) for b in bans])
         return EXIT_OK
     rows = []
@@ -90,7 +92,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         state = _left(b.expires, now) if b.active else f"lifted ({b.lifted_by})"
         banned = (when(b.banned_at) or "")[:16].replace("T", " ")
         rows.append([b.ip, b.rule, b.count, banned, state, b.times_banned, b.reason[:60]])
-    print_table(["IP", "RULE", "COUNT", "BANNED", "EXPIRES", "TIMES", "REASON"], rows)
+        if here is not None:
+            rows[-1].insert(1, b.origin or here)
+    headers = ["IP", "RULE", "COUNT", "BANNED", "EXPIRES", "TIMES", "REASON"]
+    print_table(headers if here is None else ["IP", "ORIGIN", *headers[1:]], rows)
     return EXIT_OK
 
 

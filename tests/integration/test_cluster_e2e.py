@@ -1,0 +1,212 @@
+"""Three real ``mailopsd run`` daemons in three network namespaces (own firewall, own mainlog)
+sharing one real PostgreSQL 15: propagation of bans and unbans to every kernel, ``bans list``
+origins, cross-node counting, expiry, a node away catching up, the store stopped and back."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.common import scratch_root, wait_until
+from tests.support.daemon import MAILOPSD, MailopsdProcess, write_config
+from tests.support.netns import Netns
+from tests.support.postgres import PrivatePostgres
+
+pytestmark = pytest.mark.integration
+psycopg = pytest.importorskip("psycopg")
+NAMES = ("mx1", "mx2", "mx3")
+
+
+def auth_failed(ip: str) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+    return (f"{stamp} plain_server authenticator failed for (x) [{ip}]: 535 Incorrect "
+            "authentication data (set_id=alice)\n")
+
+
+@dataclass
+class Mx:
+    name: str
+    ns: Netns
+    cfg: Path
+    mainlog: Path
+    daemon: MailopsdProcess | None = None
+    marks: dict[str, int] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.daemon = MailopsdProcess(self.cfg, argv=self.ns.argv(
+            [MAILOPSD, "--config", str(self.cfg), "run"]))
+        self.daemon.wait_event("bans_restored", timeout=30)
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+
+    def fail(self, ip: str, times: int) -> None:
+        with open(self.mainlog, "a") as fh:
+            for _ in range(times):
+                fh.write(auth_failed(ip))
+
+    def kernel(self) -> set[str]:
+        out = self.ns.run(["iptables-legacy", "-S", "mailopsd"], check=False).stdout
+        return {line.split()[3].removesuffix("/32") for line in out.splitlines()
+                if line.startswith("-A mailopsd -s ")}
+
+    def cli(self, *args: str) -> Any:
+        return self.ns.run([MAILOPSD, "--config", str(self.cfg), *args], check=False)
+
+    def bans(self) -> dict[str, dict[str, Any]]:
+        out = self.cli("bans", "list", "--json")
+        assert out.returncode == 0, out.stderr
+        return {b["ip"]: b for b in json.loads(out.stdout)}
+
+    def events(self, name: str, **fields: Any) -> list[dict[str, Any]]:
+        assert self.daemon is not None
+        return [e for e in self.daemon.events() if e.get("event") == name
+                and all(e.get(k) == v for k, v in fields.items())]
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PrivatePostgres]:
+    with PrivatePostgres() as server:
+        server.psql("CREATE DATABASE mailopsd")
+        yield server
+
+
+@pytest.fixture(scope="module")
+def mxs(pg: PrivatePostgres) -> Iterator[list[Mx]]:
+    with scratch_root() as root, Netns("mocl") as n1, Netns("mocl") as n2, Netns("mocl") as n3:
+        made = []
+        for name, ns in zip(NAMES, (n1, n2, n3), strict=True):
+            mainlog = root / name / "mainlog"
+            mainlog.parent.mkdir(parents=True)
+            mainlog.touch()
+            cfg = write_config(
+                root / name,
+                blocker={"enabled": True, "mainlog": str(mainlog), "flood": {"enabled": False},
+                         "rules": {"auth-failed": {"maxretry": 5, "findtime": "10m",
+                                                   "bantime": "1h"}},
+                         "firewall": {"ports": [25], "check_interval": "500ms",
+                                      "verify_interval": "2s"}},
+                cluster={"dsn": pg.dsn("mailopsd"), "node": name, "retry_interval": "1s"})
+            made.append(Mx(name, ns, cfg, mainlog))
+        init = made[0].cli("cluster", "init")
+        assert init.returncode == 0, init.stderr
+        try:
+            for mx in made:
+                mx.start()
+            for mx in made:
+                assert mx.daemon is not None
+                mx.daemon.wait_event("cluster_connected", timeout=15)
+            yield made
+        finally:
+            for mx in made:
+                mx.stop()
+
+
+def _ip() -> str:
+    return f"198.51.100.{uuid.uuid4().int % 250 + 2}"
+
+
+def _everywhere(mxs: list[Mx], ip: str, present: bool = True, timeout: float = 5) -> float:
+    t0 = time.monotonic()
+    wait_until(lambda: all((ip in m.kernel()) == present for m in mxs), timeout,
+               what=f"{ip} {'in' if present else 'out of'} every kernel")
+    return time.monotonic() - t0
+
+
+def test_a_ban_reaches_every_kernel_and_bans_list_names_its_node(mxs: list[Mx]) -> None:
+    mx1, mx2, mx3 = mxs
+    ip = "192.0.2.10"
+    mx1.fail(ip, 5)
+    assert mx1.daemon is not None
+    mx1.daemon.wait_event("ip_banned", ip=ip, timeout=10)
+    t0 = time.monotonic()
+    _everywhere(mxs, ip)
+    assert time.monotonic() - t0 < 1.5  # issue: p99 <= 1 s; slack for a shared 2-core box
+    for m in mxs:
+        ban = m.bans()[ip]
+        assert (ban["origin"], ban["rule"]) == ("mx1", "auth-failed")
+    assert mx2.events("ip_banned", ip=ip, origin="mx1", source="cluster")
+    assert not mx1.events("ip_banned", ip=ip, origin="mx1")  # its own ban, applied once
+    table = mx3.cli("bans", "list").stdout
+    assert "ORIGIN" in table and "mx1" in table
+
+
+def test_bans_remove_on_any_node_lifts_it_everywhere(mxs: list[Mx]) -> None:
+    mx1, mx2, mx3 = mxs
+    ip = "192.0.2.11"
+    assert mx2.cli("bans", "add", ip, "-d", "1h").returncode == 0
+    _everywhere(mxs, ip)
+    assert mx1.bans()[ip]["origin"] == "mx2"
+    t0 = time.monotonic()
+    assert mx3.cli("bans", "remove", ip).returncode == 0
+    _everywhere(mxs, ip, present=False)
+    wait_until(lambda: all(ip not in m.bans() for m in mxs), 3)
+    assert time.monotonic() - t0 < 2.5  # issue: 1.5 s; slack for the shared box
+
+
+def test_hits_on_two_nodes_add_up_to_one_ban_everywhere(mxs: list[Mx]) -> None:
+    mx1, mx2, _mx3 = mxs
+    ip = "192.0.2.12"
+    mx1.fail(ip, 3)
+    time.sleep(1.5)  # the hits reach the store and mx2
+    assert all(ip not in m.kernel() for m in mxs)
+    mx2.fail(ip, 2)
+    _everywhere(mxs, ip, timeout=8)
+    assert mx2.events("ip_banned", ip=ip, rule="auth-failed", count=5)
+    for m in mxs:
+        assert m.bans()[ip]["origin"] == "mx2"
+
+
+def test_a_ban_ends_on_every_node_at_its_absolute_expiry(mxs: list[Mx]) -> None:
+    ip = "192.0.2.13"
+    assert mxs[0].cli("bans", "add", ip, "-d", "4s").returncode == 0
+    added = time.time()
+    _everywhere(mxs, ip)
+    _everywhere(mxs, ip, present=False, timeout=12)
+    assert time.time() - (added + 4) < 3.5
+
+
+def test_a_node_away_catches_up_when_it_returns(mxs: list[Mx]) -> None:
+    mx1, _mx2, mx3 = mxs
+    mx3.stop()
+    ip = "192.0.2.14"
+    mx1.fail(ip, 5)
+    _everywhere(mxs[:2], ip)
+    mx3.start()
+    _everywhere(mxs, ip, timeout=8)
+    assert mx3.bans()[ip]["origin"] == "mx1"
+
+
+def test_store_stopped_keeps_every_rule_and_delivers_the_queue_on_return(
+        mxs: list[Mx], pg: PrivatePostgres) -> None:
+    mx1, mx2, mx3 = mxs
+    before = [m.kernel() for m in mxs]
+    pg.stop("fast")
+    try:
+        ip = "192.0.2.15"
+        mx1.fail(ip, 5)
+        wait_until(lambda: ip in mx1.kernel(), 5, what="mx1 still decides and enforces")
+        for m in mxs:
+            assert m.daemon is not None
+            m.daemon.wait_event("cluster_store_down", timeout=5)
+        time.sleep(4)  # several retries
+        for m, kept in zip(mxs, before, strict=True):
+            assert kept <= m.kernel()  # nothing flushed because the store is away
+            assert len(m.events("cluster_store_down")) == 1
+        assert ip not in mx2.kernel() and ip not in mx3.kernel()
+    finally:
+        pg.start()
+    t0 = time.monotonic()
+    _everywhere(mxs, ip, timeout=8)
+    assert time.monotonic() - t0 < 5
+    for m in mxs:
+        assert m.daemon is not None
+        m.daemon.wait_event("cluster_store_up", timeout=5)
