@@ -170,8 +170,9 @@ class PrivatePostgres:
         sb.sock = sb.root
         sb.log = sb.root / "postgres.log"
         r = _as_postgres([str(BIN / "pg_basebackup"), "-D", str(sb.data), "-h", str(self.sock),
-                          "-p", str(self.port), "-U", "postgres", "-R", "-X", "stream", "-c", "fast",
-                          "--no-sync", "-d", f"application_name=sb{len(self.children) + 1}"])
+                          "-p", str(self.port), "-U", "postgres", "-R", "-X", "stream",
+                          "-c", "fast", "--no-sync",
+                          "-d", f"application_name=sb{len(self.children) + 1}"])
         if r.returncode:
             raise SupportError(f"pg_basebackup failed: {r.stderr}")
         self.children.append(sb)
