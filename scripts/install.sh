@@ -17,6 +17,8 @@ PACKAGES=(
   python3-apscheduler python3-iptables python3-structlog python3-watchdog python3-psutil
   # the test suite's libraries from Debian
   python3-pytest python3-hypothesis python3-aiosmtpd python3-setuptools python3-wheel
+  # [cluster] (issue 16): psycopg 3, SpamAssassin's PgSQL Bayes driver, PostgreSQL for the tests
+  python3-psycopg libdbd-pg-perl postgresql-15 postgresql-client-15
 )
 
 if [ "$(id -u)" != 0 ]; then
