@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailopsd.firewall.base import parse_target
+from mailopsd.firewall.base import canonical, parse_target
 
 WIDEST = {4: 24, 6: 64}
 FUTURE = 300.0  # seconds a decision may lie ahead of this node's clock
@@ -35,6 +35,11 @@ class Row:
 
 def canonical_or_problem(ip: str) -> tuple[str | None, str]:
     """(canonical target, "") for an acceptable address or network, else (None, problem)."""
+    if type(ip) is str and "/" not in ip and ":" not in ip:
+        try:
+            return canonical(ip), ""  # a host address: never too wide (fast for IPv4)
+        except ValueError:
+            return None, "not an address or network"
     try:
         net = parse_target(ip)
     except (ValueError, TypeError):
