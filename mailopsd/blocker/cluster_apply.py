@@ -130,12 +130,7 @@ class ClusterApply:
             batch: dict[str, RemoteRow] = {}
             for row in rows:
                 if row.action == "ban":
-                    try:
-                        ip = canonical(row.ip)
-                    except ValueError:
-                        self.log.warning("cluster_row_refused", ip=row.ip[:100], node=row.node,
-                                         id=row.id, why="not an address or network")
-                        continue
+                    ip = row.ip  # the cluster's trust checks made it canonical
                     if self.ignore.contains(ip):
                         self.log.warning("cluster_row_refused", ip=ip, node=row.node, id=row.id,
                                          rule=row.rule, why="on this node's ignore list")
@@ -153,15 +148,29 @@ class ClusterApply:
                     self._unban_remote(row, now)
             self._flush_remote(batch, now)
 
-    def _flush_remote(self, batch: dict[str, RemoteRow], now: float) -> None:
-        if not batch:
-            return
+    def _save_remote(self, batch: dict[str, RemoteRow], now: float, *,
+                     worker: bool = False) -> None:
         try:
             self.store.record_remote(
                 [(ip, r.rule, r.reason, r.hits, r.decided, r.expires, r.node)
                  for ip, r in batch.items()], now)
         except StateError as exc:  # enforce anyway; only surviving a restart is lost
             self.log.error("ban_not_saved", count=len(batch), error=str(exc))
+        finally:
+            if worker:
+                self.store.close()  # this thread's connection
+
+    def _flush_remote(self, batch: dict[str, RemoteRow], now: float) -> None:
+        if not batch:
+            return
+        saver: threading.Thread | None = None
+        if len(batch) > BULK:
+            # a burst or a new node's snapshot: SQLite writes while nft loads the kernel
+            saver = threading.Thread(target=self._save_remote, args=(batch, now),
+                                     kwargs={"worker": True}, name="cluster-save")
+            saver.start()
+        else:
+            self._save_remote(batch, now)
         for ip, r in batch.items():
             self._banned[ip] = r.expires
             self.policy.note_banned(ip, r.expires)
@@ -171,6 +180,8 @@ class ClusterApply:
         except FirewallError as exc:
             self._failed.update(batch)
             self.log.error("ban_failed", count=len(batch), error=str(exc))
+        if saver is not None:
+            saver.join()
         if len(batch) > BULK:
             nodes = sorted({r.node for r in batch.values()})
             self.log.info("cluster_bans_applied", count=len(batch), nodes=nodes,

@@ -128,3 +128,19 @@ def test_remote_hits_count_only_with_a_hit_in_this_nodes_log(tmp_path: Path) -> 
         assert ban[1] == "192.0.2.20" and ban[4] == 3
     finally:
         svc.stop(5)
+
+
+def test_a_burst_is_saved_and_enforced_in_one_batch_with_one_event(tmp_path: Path,
+                                                                    events: Any) -> None:
+    svc, fw, _mainlog, _link = started(tmp_path)
+    now = time.time()
+    try:
+        svc.apply_remote([R(i, "ban", f"198.51.100.{i}", decided=now, expires=now + 60)
+                          for i in range(1, 201)])
+        assert len(fw.bans) == 200
+        assert len(svc.store.active()) == 200
+        applied = [e for e in events() if e["event"] == "cluster_bans_applied"]
+        assert [e["count"] for e in applied] == [200]
+        assert not [e for e in events() if e["event"] == "ip_banned"]
+    finally:
+        svc.stop(5)
