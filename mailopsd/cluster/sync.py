@@ -367,10 +367,12 @@ class SyncLoop:
                 break
             self.last_hit = rows[-1][0]
             good = []
+            now, keep = time.time(), float(self.cfg.hits_keep)
             for _id, rule, ip, seen in rows:
                 canon, _why = trust.canonical_or_problem(ip)
-                if canon is not None and seen is not None:
-                    good.append((str(rule)[:50], canon, float(seen)))
+                when = trust.hit_time(seen, now, keep)
+                if canon is not None and when is not None:
+                    good.append((str(rule)[:64], canon, when))
             sink.remote_hits(good)
             if len(rows) < BATCH:
                 break

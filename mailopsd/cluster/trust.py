@@ -8,12 +8,14 @@ blocker then applies this node's own ignore list (loopback, own addresses, ``blo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from mailopsd.firewall.base import canonical, parse_target
 
 WIDEST = {4: 24, 6: 64}
 FUTURE = 300.0  # seconds a decision may lie ahead of this node's clock
+TEXT_MAX = {"rule": 64, "reason": 300, "node": 63}  # longer text from the store is cut
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,22 @@ def check(row: Row, now: float) -> tuple[Row | None, str]:
         return None, problem
     if row.action not in ("ban", "unban"):
         return None, f"unknown action {row.action[:20]!r}"
+    if not math.isfinite(row.decided) or (row.expires is not None
+                                          and not math.isfinite(row.expires)):
+        return None, "time out of range"
     if row.decided > now + FUTURE:
         return None, "decided in the future"
     if row.action == "ban" and row.expires is not None and row.expires <= min(
             row.inserted, row.decided):
         return None, "expiry in the past"
-    if ip == row.ip:
+    if ip == row.ip and all(len(getattr(row, k)) <= n for k, n in TEXT_MAX.items()):
         return row, ""
-    return Row(**{**row.__dict__, "ip": ip}), ""
+    return replace(row, ip=ip, rule=row.rule[:TEXT_MAX["rule"]],
+                   reason=row.reason[:TEXT_MAX["reason"]], node=row.node[:TEXT_MAX["node"]]), ""
+
+
+def hit_time(seen: float | None, now: float, keep: float) -> float | None:
+    """A shared hit's time if it is a sane one (finite, within ``keep`` of now), else None."""
+    if seen is None or not math.isfinite(seen) or not now - keep <= seen <= now + FUTURE:
+        return None
+    return seen
