@@ -332,16 +332,17 @@ class SyncLoop:
             if len(f) != 6:
                 continue
             decided = float(f[3])
-            rows.append((int(f[0]), "ban", _unescape(f[1]), _unescape(f[2]), "", 0, decided,
-                         None if f[4] == "\\N" else float(f[4]), _unescape(f[5]), decided, ""))
+            rows.append(trust.Row(int(f[0]), "ban", _unescape(f[1]), _unescape(f[2]), "", 0,
+                                  decided, None if f[4] == "\\N" else float(f[4]),
+                                  _unescape(f[5]), decided, ""))
         now = time.time()
         t1 = time.monotonic()
         good = []
         for r in rows:
-            checked, why = trust.check(trust.Row(*r), now)
+            checked, why = trust.check(r, now)
             if checked is None:
-                self.log.warning("cluster_row_refused", ip=str(r[2])[:100], node=r[8], id=r[0],
-                                 why=why)
+                self.log.warning("cluster_row_refused", ip=r.ip[:100], node=r.node[:63],
+                                 id=r.id, why=why)
             else:
                 good.append(checked)
         t2 = time.monotonic()

@@ -9,7 +9,7 @@ blocker then applies this node's own ignore list (loopback, own addresses, ``blo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from mailopsd.firewall.base import canonical, parse_target
 
@@ -18,9 +18,9 @@ FUTURE = 300.0  # seconds a decision may lie ahead of this node's clock
 TEXT_MAX = {"rule": 64, "reason": 300, "node": 63}  # longer text from the store is cut
 
 
-@dataclass(frozen=True)
-class Row:
-    """One row of ``mailopsd.bans`` as read (times in epoch seconds)."""
+class Row(NamedTuple):
+    """One row of ``mailopsd.bans`` as read (times in epoch seconds). A NamedTuple: a new
+    node's start builds 100,000 of them."""
 
     id: int
     action: str
@@ -67,10 +67,12 @@ def check(row: Row, now: float) -> tuple[Row | None, str]:
     if row.action == "ban" and row.expires is not None and row.expires <= min(
             row.inserted, row.decided):
         return None, "expiry in the past"
-    if ip == row.ip and all(len(getattr(row, k)) <= n for k, n in TEXT_MAX.items()):
+    if ip == row.ip and len(row.rule) <= TEXT_MAX["rule"] and len(
+            row.reason) <= TEXT_MAX["reason"] and len(row.node) <= TEXT_MAX["node"]:
         return row, ""
-    return replace(row, ip=ip, rule=row.rule[:TEXT_MAX["rule"]],
-                   reason=row.reason[:TEXT_MAX["reason"]], node=row.node[:TEXT_MAX["node"]]), ""
+    return row._replace(ip=ip, rule=row.rule[:TEXT_MAX["rule"]],
+                        reason=row.reason[:TEXT_MAX["reason"]],
+                        node=row.node[:TEXT_MAX["node"]]), ""
 
 
 def hit_time(seen: float | None, now: float, keep: float) -> float | None:
