@@ -327,14 +327,16 @@ class SyncLoop:
                 for block in copy:
                     data += block
         rows = []
-        for line in bytes(data).decode("utf-8", "replace").splitlines():
+        text = bytes(data).decode("utf-8", "replace")
+        esc = _unescape if "\\" in text.replace("\\N", "") else str  # escapes are rare
+        for line in text.splitlines():
             f = line.split("\t")
             if len(f) != 6:
                 continue
             decided = float(f[3])
-            rows.append(trust.Row(int(f[0]), "ban", _unescape(f[1]), _unescape(f[2]), "", 0,
-                                  decided, None if f[4] == "\\N" else float(f[4]),
-                                  _unescape(f[5]), decided, ""))
+            rows.append(trust.Row(int(f[0]), "ban", esc(f[1]), esc(f[2]), "", 0, decided,
+                                  None if f[4] == "\\N" else float(f[4]), esc(f[5]),
+                                  decided, ""))
         now = time.time()
         t1 = time.monotonic()
         good = []

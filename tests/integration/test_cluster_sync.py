@@ -233,3 +233,27 @@ def test_failover_to_a_promoted_standby_loses_and_repeats_nothing() -> None:
         finally:
             mx1.stop()
             mx2.stop()
+
+
+def test_a_new_node_starts_from_the_bans_in_force_then_follows_the_log(nodes: list[Node],
+                                                                       dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for key, action, ip, expires in [
+                ("a", "ban", "192.0.2.1", "now() + interval '1h'"),
+                ("b", "ban", "192.0.2.2", "now() + interval '1h'"),
+                ("c", "unban", "192.0.2.2", "NULL"),
+                ("d", "ban", "192.0.2.3", "now() + interval '1 second'"),
+                ("e", "ban", "2001:db8:1::/64", "NULL")]:
+            conn.execute(f"INSERT INTO mailopsd.bans (action, ip, node, rule, key, expires) "
+                         f"VALUES (%s, %s, %s, %s, %s, {expires})",
+                         (action, ip, "mx\\9", "r\\x", key))
+    time.sleep(1.2)  # 192.0.2.3 runs out
+    node = nodes[2].start()
+    wait_until(lambda: len(node.sink.ips()) == 2, 10, what="the snapshot")
+    assert sorted(node.sink.ips()) == ["192.0.2.1", "2001:db8:1::/64"]
+    assert {(r.node, r.rule) for r in node.sink.rows} == {("mx\\9", "r\\x")}
+    permanent = next(r for r in node.sink.rows if r.ip == "2001:db8:1::/64")
+    assert permanent.expires is None
+    nodes[0].start().ban("192.0.2.4")
+    wait_until(lambda: "192.0.2.4" in node.sink.ips(), 5, what="a ban after the snapshot")
+    assert len(node.sink.ips()) == 3
