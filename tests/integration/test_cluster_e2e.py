@@ -145,11 +145,10 @@ def test_bans_remove_on_any_node_lifts_it_everywhere(mxs: list[Mx]) -> None:
     assert mx2.cli("bans", "add", ip, "-d", "1h").returncode == 0
     _everywhere(mxs, ip)
     assert mx1.bans()[ip]["origin"] == "mx2"
-    t0 = time.monotonic()
     assert mx3.cli("bans", "remove", ip).returncode == 0
-    _everywhere(mxs, ip, present=False)
-    wait_until(lambda: all(ip not in m.bans() for m in mxs), 3)
-    assert time.monotonic() - t0 < 2.5  # issue: 1.5 s; slack for the shared box
+    # issue: 1.5 s (check_interval 0.5 s here); polling three kernels costs time on a busy box
+    assert _everywhere(mxs, ip, present=False) < 2.0
+    wait_until(lambda: all(ip not in m.bans() for m in mxs), 5)
 
 
 def test_hits_on_two_nodes_add_up_to_one_ban_everywhere(mxs: list[Mx]) -> None:
