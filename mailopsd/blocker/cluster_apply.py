@@ -71,18 +71,6 @@ class ClusterApply:
             return  # every node lifts at the absolute expiry; the deciding node says so
         self._link.publish_unban(ban.ip, why, decided)
 
-    def _published_change(self, action: str, ip: str, at: float) -> None:
-        """Publish what ``mailopsd bans add/remove`` did on this node (flush stays local)."""
-        if self._link is None:
-            return
-        if action == "unban":
-            self._link.publish_unban(ip, "cli", at)
-        elif action == "ban":
-            ban = self.store.get(ip)
-            if ban is not None and ban.active and ban.origin is None:
-                self._link.publish_ban(ip, ban.rule, ban.reason, ban.count, ban.banned_at,
-                                       ban.expires)
-
     def _cluster_line(self, line: str) -> None:
         """Publish a counted hit from this node's log, and join waiting remote hits to it."""
         if self._link is None:

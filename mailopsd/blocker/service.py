@@ -231,7 +231,6 @@ class BlockerService(ClusterApply):
         with self._lock:
             for ch in changes:
                 self._seq = max(self._seq, ch.seq)
-                self._published_change(ch.action, ch.ip, ch.at)
                 if ch.action == "ban":
                     self._banned[ch.ip] = ch.expires
                     self._failed.discard(ch.ip)

@@ -136,6 +136,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
     length = "permanently" if seconds is None else f"for {format_duration(seconds)}"
     print(f"banned {ip} {length} ({backend.name})")
+    _cluster(cfg, store, [("ban", ip, MANUAL_RULE, args.reason, 0, now, expires)])
     return EXIT_OK
 
 
@@ -179,7 +180,18 @@ def cmd_remove(args: argparse.Namespace) -> int:
         print(f"mailopsd: {ip} was not banned", file=sys.stderr)
     if args.all and not lifted:
         print("no active bans")
+    import time
+
+    _cluster(cfg, store, [("unban", b.ip, "", "cli", 0, time.time(), None) for b in lifted])
     return EXIT_JOB_FAILED if missing else EXIT_OK
+
+
+def _cluster(cfg: Any, store: Any, decisions: list[Any]) -> None:
+    """[cluster] nodes: publish what the command did to the other nodes (issue 16)."""
+    if cfg.cluster is not None and decisions:
+        from mailopsd.cluster.publish_now import publish
+
+        print(publish(cfg, store.state, decisions))
 
 
 def cmd_flush(args: argparse.Namespace) -> int:

@@ -76,6 +76,13 @@ class Outbox:
                        rule=r["rule"], reason=r["reason"], hits=r["hits"], decided=r["decided"],
                        expires=r["expires"]) for r in rows]
 
+    def sent_keys(self, keys: list[str], now: float | None = None) -> None:
+        """Mark rows stored by someone else (``mailopsd bans`` pushing at once) by key."""
+        now = time.time() if now is None else now
+        with immediate(self._conn(), "cluster outbox") as c:
+            c.executemany("UPDATE cluster_outbox SET sent = ? WHERE key = ?",
+                          [(now, k) for k in keys])
+
     def sent(self, seqs: list[int], now: float | None = None) -> None:
         """Mark rows as stored; they are kept ``RETAIN`` seconds for a failover's re-push."""
         now = time.time() if now is None else now

@@ -216,3 +216,26 @@ def test_store_away_keeps_every_rule_and_delivers_the_queue_on_return(
                            for m, n in zip(mxs, ups, strict=True)), 5,
                what="one cluster_store_up per node")
     assert all(m.kernel() >= kept for m, kept in zip(mxs, before, strict=True))
+
+
+def test_bans_command_publishes_even_with_its_daemon_stopped(mxs: list[Mx],
+                                                              pg: PrivatePostgres) -> None:
+    _mx1, mx2, _mx3 = mxs
+    mx2.stop()
+    try:
+        out = mx2.cli("bans", "add", "192.0.2.17", "-d", "1h")
+        assert out.returncode == 0, out.stderr
+        assert "published to the cluster as node mx2" in out.stdout
+        _everywhere([mxs[0], mxs[2]], "192.0.2.17")
+        pg.stop("fast")
+        try:
+            out = mx2.cli("bans", "remove", "192.0.2.17")
+            assert out.returncode == 0, out.stderr
+            assert "queued for the cluster store" in out.stdout
+        finally:
+            pg.start()
+        time.sleep(1)
+        assert "192.0.2.17" in mxs[0].kernel()  # nobody pushed the queue yet
+    finally:
+        mx2.start()  # its daemon pushes what the command queued
+    _everywhere(mxs, "192.0.2.17", present=False)
