@@ -49,12 +49,18 @@ def _connect(args: argparse.Namespace) -> Any:
 def cmd_init(args: argparse.Namespace) -> int:
     """Create or upgrade the schema and print the GRANTs."""
     from mailopsd.cluster import pgschema
+    from mailopsd.cluster.db import first_line, psycopg
 
     conn = _connect(args)
     if conn is None:
         return EXIT_USAGE
-    with conn:
-        old, new = pgschema.migrate(conn)
+    try:
+        with conn:
+            old, new = pgschema.migrate(conn)
+    except psycopg().Error as exc:
+        print(f"mailopsd: cluster init failed (run it as the database owner): "
+              f"{first_line(exc)}", file=sys.stderr)
+        return EXIT_JOB_FAILED
     what = "created" if old == 0 else ("upgraded" if new > old else "already current")
     print(f"-- mailopsd cluster schema version {new} ({what}"
           + (f", was {old})" if old and new > old else ")"))
@@ -64,15 +70,25 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print every node's state; exit 1 when the schema is missing or outdated."""
+    from mailopsd.cluster.db import first_line, psycopg
+
+    conn = _connect(args)
+    if conn is None:
+        return EXIT_USAGE
+    try:
+        return _status(args, conn)
+    except psycopg().Error as exc:
+        print(f"mailopsd: cluster status failed: {first_line(exc)}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+
+
+def _status(args: argparse.Namespace, conn: Any) -> int:
     import time
 
     from mailopsd.cli.common import print_json, print_table
     from mailopsd.cluster import pgschema
     from mailopsd.cluster.status import read_status
 
-    conn = _connect(args)
-    if conn is None:
-        return EXIT_USAGE
     with conn:
         version = pgschema.current_version(conn)
         if version != pgschema.SCHEMA_VERSION:

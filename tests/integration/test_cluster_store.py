@@ -117,3 +117,6 @@ def test_a_node_role_inserts_only_its_own_rows(pg: PrivatePostgres, store: str) 
             mx1.execute("CREATE TABLE mailopsd.evil (x int)")  # no DDL for node roles
         assert mx2.execute("UPDATE mailopsd.nodes SET applied_id = 9 WHERE name = 'mx1'"
                            ).rowcount == 0
+    with scratch_root() as root:
+        denied = run_cli(_config(root, pg.dsn(db, user="mailopsd_mx1")), "cluster", "init")
+    assert denied.returncode == 1 and "run it as the database owner" in denied.stderr
