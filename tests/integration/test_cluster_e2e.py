@@ -104,6 +104,7 @@ def mxs(pg: PrivatePostgres) -> Iterator[list[Mx]]:
             for mx in made:
                 assert mx.daemon is not None
                 mx.daemon.wait_event("cluster_connected", timeout=15)
+                mx.daemon.wait_event("cluster_snapshot_applied", timeout=15)
             yield made
         finally:
             for mx in made:
@@ -239,3 +240,60 @@ def test_bans_command_publishes_even_with_its_daemon_stopped(mxs: list[Mx],
     finally:
         mx2.start()  # its daemon pushes what the command queued
     _everywhere(mxs, "192.0.2.17", present=False)
+
+
+def test_forged_rows_never_reach_a_kernel(mxs: list[Mx], pg: PrivatePostgres) -> None:
+    with psycopg.connect(pg.dsn("mailopsd"), autocommit=True) as conn:
+        for key, ip in [("f1", "127.0.0.1"), ("f2", "192.0.0.0/16"), ("f3", "not-an-ip"),
+                        ("f4", "192.0.2.18")]:
+            conn.execute("INSERT INTO mailopsd.bans (action, ip, node, key, expires) VALUES "
+                         "('ban', %s, 'forger', %s, now() + interval '1h')", (ip, key))
+    _everywhere(mxs, "192.0.2.18")
+    for m in mxs:
+        refused = {e["ip"]: e["why"] for e in m.events("cluster_row_refused")}
+        assert refused["127.0.0.1"] == "on this node's ignore list"
+        assert refused["192.0.0.0/16"] == "network wider than /24"
+        assert refused["not-an-ip"] == "not an address or network"
+        assert not {"127.0.0.1", "192.0.0.0/16"} & m.kernel()
+
+
+def test_failover_to_a_promoted_standby_mid_stream(tmp_path: Path) -> None:
+    with PrivatePostgres() as primary, scratch_root() as root, Netns("mocl") as n1, \
+            Netns("mocl") as n2:
+        primary.psql("CREATE DATABASE mailopsd")
+        standby = primary.standby(sync=False)
+        dsn = (f"postgresql://postgres@/mailopsd?host={primary.sock},{standby.sock}"
+               f"&port={primary.port},{standby.port}&target_session_attrs=read-write")
+        made = []
+        for name, ns in (("fa", n1), ("fb", n2)):
+            mainlog = root / name / "mainlog"
+            mainlog.parent.mkdir(parents=True)
+            mainlog.touch()
+            cfg = write_config(
+                root / name,
+                blocker={"enabled": True, "mainlog": str(mainlog), "flood": {"enabled": False},
+                         "rules": {"auth-failed": {"maxretry": 1, "findtime": "10m",
+                                                   "bantime": "1h"}},
+                         "firewall": {"ports": [25], "check_interval": "500ms"}},
+                cluster={"dsn": dsn, "node": name, "retry_interval": "1s"})
+            made.append(Mx(name, ns, cfg, mainlog))
+        assert made[0].cli("cluster", "init").returncode == 0
+        fa, fb = made
+        try:
+            for m in made:
+                m.start()
+            ips = [f"198.51.100.{i}" for i in range(1, 41)]
+            for i, ip in enumerate(ips):
+                fa.fail(ip, 1)
+                if i == 20:
+                    primary.kill()
+                    standby.promote()
+                time.sleep(0.05)
+            want = set(ips)
+            wait_until(lambda: want <= fb.kernel(), 30, what="every ban on fb after failover")
+            banned = [e["ip"] for e in fb.events("ip_banned") if e.get("origin") == "fa"]
+            assert sorted(banned) == sorted(ips)  # each once: nothing lost, nothing twice
+            assert fb.events("cluster_store_up") and fa.events("cluster_store_up")
+        finally:
+            for m in made:
+                m.stop()
