@@ -47,8 +47,9 @@ def connect(cfg: ClusterConfig, *, autocommit: bool = True, dsn: str | None = No
     """A new psycopg connection to the read-write primary; raises ClusterError.
 
     libpq does the failover part: a DSN naming several hosts with
-    ``target_session_attrs=read-write`` connects to whichever is the primary now. Keepalives
-    and a statement timeout make a vanished server an error within seconds, never a hang.
+    ``target_session_attrs=read-write`` connects to whichever is the primary now. Keepalives,
+    ``tcp_user_timeout`` (unacknowledged data) and a statement timeout make a vanished server
+    an error within seconds, never a hang.
     """
     pg = psycopg()
     timeout = max(1, round(float(cfg.connect_timeout)))
@@ -56,7 +57,7 @@ def connect(cfg: ClusterConfig, *, autocommit: bool = True, dsn: str | None = No
         conn = pg.connect(dsn or resolve_dsn(cfg), autocommit=autocommit,
                           connect_timeout=timeout, application_name=f"mailopsd@{cfg.node_name}",
                           keepalives=1, keepalives_idle=5, keepalives_interval=2,
-                          keepalives_count=2,
+                          keepalives_count=2, tcp_user_timeout=timeout * 1000,
                           options=f"-c statement_timeout={timeout * 1000 + 2000}")
     except pg.Error as exc:
         raise ClusterError(f"cannot connect to the cluster store: {first_line(exc)}") from exc

@@ -97,12 +97,15 @@ class SyncLoop:
         next_poll = 0.0
         while not self.stop.is_set():
             if self.conn is None:
+                began = time.monotonic()
                 try:
                     self._connect()
                     next_poll = 0.0
                 except (pg.Error, ClusterError, OSError) as exc:
                     self._down(exc)
-                    self._sleep(float(self.cfg.retry_interval))
+                    # attempts START every retry_interval (a slow refusal counts toward it)
+                    self._sleep(max(0.05, float(self.cfg.retry_interval)
+                                    - (time.monotonic() - began)))
                     continue
             try:
                 now = time.monotonic()

@@ -257,7 +257,7 @@ def test_forged_rows_never_reach_a_kernel(mxs: list[Mx], pg: PrivatePostgres) ->
         assert not {"127.0.0.1", "192.0.0.0/16"} & m.kernel()
 
 
-def test_failover_to_a_promoted_standby_mid_stream(tmp_path: Path) -> None:
+def test_failover_to_a_promoted_standby_mid_stream() -> None:
     with PrivatePostgres() as primary, scratch_root() as root, Netns("mocl") as n1, \
             Netns("mocl") as n2:
         primary.psql("CREATE DATABASE mailopsd")

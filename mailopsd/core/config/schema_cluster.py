@@ -29,8 +29,9 @@ class ClusterConfig:
     node: str = opt("", check=_node_name, doc="this node's name; empty = the host name")
     retry_interval: Duration = opt(Duration(1), check=positive,
                                    doc="how often an unreachable store is tried again")
-    connect_timeout: Duration = opt(Duration(3), check=positive,
-                                    doc="longest wait for one connection attempt or query")
+    connect_timeout: Duration = opt(Duration(2), check=positive,
+                                    doc="longest wait for one connection attempt (libpq: at "
+                                        "least 2 s) and for unacknowledged data")
     share_hits: bool = opt(True, doc="add other nodes' rule hits to this node's counts")
     hits_keep: Duration = opt(Duration(86400), check=positive,
                               doc="shared hits older than this are deleted from the store")
