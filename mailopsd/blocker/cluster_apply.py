@@ -151,25 +151,38 @@ class ClusterApply:
     def _flush_remote(self, batch: dict[str, RemoteRow], now: float) -> None:
         if not batch:
             return
-        saver: threading.Thread | None = None
+        timeouts = {ip: None if r.expires is None else max(1.0, r.expires - now)
+                    for ip, r in batch.items()}
+        errors: list[FirewallError] = []
+
+        def kernel() -> None:
+            try:
+                self.backend.ban_many(timeouts)
+            except FirewallError as exc:
+                errors.append(exc)
+
+        workers: list[threading.Thread] = []
         if len(batch) > BULK:
-            # a burst or a new node's snapshot: SQLite writes while nft loads the kernel
-            saver = threading.Thread(target=self._save_remote, args=(batch, now),
-                                     kwargs={"worker": True}, name="cluster-save")
-            saver.start()
+            # a burst or a new node's snapshot: nft loads the kernel and SQLite writes while
+            # this thread updates the policy
+            workers = [threading.Thread(target=kernel, name="cluster-kernel"),
+                       threading.Thread(target=self._save_remote, args=(batch, now),
+                                        kwargs={"worker": True}, name="cluster-save")]
+            for w in workers:
+                w.start()
         else:
             self._save_remote(batch, now)
         for ip, r in batch.items():
             self._banned[ip] = r.expires
             self.policy.note_banned(ip, r.expires)
-        try:
-            self.backend.ban_many({ip: None if r.expires is None else max(1.0, r.expires - now)
-                                   for ip, r in batch.items()})
-        except FirewallError as exc:
+        if workers:
+            for w in workers:
+                w.join()
+        else:
+            kernel()
+        if errors:
             self._failed.update(batch)
-            self.log.error("ban_failed", count=len(batch), error=str(exc))
-        if saver is not None:
-            saver.join()
+            self.log.error("ban_failed", count=len(batch), error=str(errors[0]))
         if len(batch) > BULK:
             nodes = sorted({r.node for r in batch.values()})
             self.log.info("cluster_bans_applied", count=len(batch), nodes=nodes,
