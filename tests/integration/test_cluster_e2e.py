@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,8 +110,10 @@ def mxs(pg: PrivatePostgres) -> Iterator[list[Mx]]:
                 mx.stop()
 
 
-def _ip() -> str:
-    return f"198.51.100.{uuid.uuid4().int % 250 + 2}"
+def _ts(event: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(event["timestamp"]).timestamp()
 
 
 def _everywhere(mxs: list[Mx], ip: str, present: bool = True, timeout: float = 5) -> float:
@@ -127,10 +128,13 @@ def test_a_ban_reaches_every_kernel_and_bans_list_names_its_node(mxs: list[Mx]) 
     ip = "192.0.2.10"
     mx1.fail(ip, 5)
     assert mx1.daemon is not None
-    mx1.daemon.wait_event("ip_banned", ip=ip, timeout=10)
-    t0 = time.monotonic()
+    decided = mx1.daemon.wait_event("ip_banned", ip=ip, timeout=10)
     _everywhere(mxs, ip)
-    assert time.monotonic() - t0 < 1.5  # issue: p99 <= 1 s; slack for a shared 2-core box
+    for m in (mx2, mx3):
+        assert m.daemon is not None
+        applied = m.daemon.wait_event("ip_banned", ip=ip, origin="mx1")
+        # both events are logged once the kernel has the ban (same host clock)
+        assert _ts(applied) - _ts(decided) < 1.0  # issue: p99 <= 1 s
     for m in mxs:
         ban = m.bans()[ip]
         assert (ban["origin"], ban["rule"]) == ("mx1", "auth-failed")
