@@ -96,3 +96,20 @@ def test_rows_with_impossible_times_or_huge_text_are_refused_or_cut() -> None:
     assert trust.hit_time(float("nan"), 2000.0, 86400) is None
     assert trust.hit_time(1990.0, 2000.0, 86400) == 1990.0
     assert trust.hit_time(2000.0 - 90000, 2000.0, 86400) is None
+
+
+def test_psycopg_is_imported_only_lazily_inside_the_cluster_package() -> None:
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    found = []
+    for path in [*(repo / "mailopsd").rglob("*.py"), *(repo / "jobs").rglob("*.py")]:
+        tree = ast.parse(path.read_text())
+        top_level = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "psycopg" for n in names):
+                found.append((str(path.relative_to(repo)), id(node) in top_level))
+    assert found == [("mailopsd/cluster/db.py", False)]
