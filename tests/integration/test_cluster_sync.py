@@ -257,3 +257,33 @@ def test_a_new_node_starts_from_the_bans_in_force_then_follows_the_log(nodes: li
     nodes[0].start().ban("192.0.2.4")
     wait_until(lambda: "192.0.2.4" in node.sink.ips(), 5, what="a ban after the snapshot")
     assert len(node.sink.ips()) == 3
+
+
+def test_nodes_work_with_their_own_unprivileged_roles(pg: PrivatePostgres, dsn: str) -> None:
+    from mailopsd.cluster.pgschema import grants
+
+    db = dsn.split("@/")[1].split("?")[0]
+    for role in ("mailopsd_r1", "mailopsd_r2"):
+        pg.psql(f"DO $$BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object "
+                "THEN NULL; END$$")
+        pg.psql("\n".join(line for line in grants(role).splitlines()
+                          if line.startswith("GRANT")), db=db)
+    with scratch_root() as root:
+        r1 = Node(root, "mx1", pg.dsn(db, user="mailopsd_r1")).start()
+        r2 = Node(root, "mx2", pg.dsn(db, user="mailopsd_r2")).start()
+        try:
+            wait_until(lambda: r1.service.loop.up and r2.service.loop.up,  # type: ignore[union-attr]
+                       15)
+            r1.ban("192.0.2.77")
+            assert r1.service is not None
+            r1.service.publish_hit("auth-failed", "192.0.2.78", time.time())
+            r2.service.publish_unban("192.0.2.77", "cli", time.time())  # type: ignore[union-attr]
+            wait_until(lambda: r2.sink.ips() == ["192.0.2.77"] and r2.sink.hits
+                       and r1.sink.ips("unban") == ["192.0.2.77"], 10, what="rows both ways")
+            assert r2.sink.hits[0][:2] == ("auth-failed", "192.0.2.78")
+            with psycopg.connect(dsn) as conn:
+                roles = dict(conn.execute("SELECT name, role FROM mailopsd.nodes").fetchall())
+            assert roles == {"mx1": "mailopsd_r1", "mx2": "mailopsd_r2"}
+        finally:
+            r1.stop()
+            r2.stop()
