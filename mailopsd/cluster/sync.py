@@ -140,7 +140,9 @@ class SyncLoop:
 
     def _wait(self, seconds: float) -> None:
         """Sleep until a NOTIFY, a wake-up or ``seconds``; a readable socket means news."""
-        if self.outbox_waiting or self.hits:
+        if self.outbox_waiting or self.hits or self.notified:
+            # (a NOTIFY read during the last query already set `notified`: its bytes are gone
+            # from the socket, so select() would not wake for it)
             seconds = 0.0
         ready, _, _ = select.select([self.conn.fileno(), self._wake_r], [], [], seconds)
         if self._wake_r in ready:

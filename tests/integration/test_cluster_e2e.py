@@ -133,7 +133,8 @@ def test_a_ban_reaches_every_kernel_and_bans_list_names_its_node(mxs: list[Mx]) 
     for m in (mx2, mx3):
         assert m.daemon is not None
         applied = m.daemon.wait_event("ip_banned", ip=ip, origin="mx1")
-        # both events are logged once the kernel has the ban (same host clock)
+        # both events are logged once the kernel has the ban (same host clock); the p99 over
+        # hundreds of bans is bench/cluster_propagation.py's (17-112 ms)
         assert _ts(applied) - _ts(decided) < 1.0  # issue: p99 <= 1 s
     for m in mxs:
         ban = m.bans()[ip]
@@ -181,7 +182,9 @@ def test_a_ban_ends_on_every_node_at_its_absolute_expiry(mxs: list[Mx]) -> None:
     _everywhere(mxs, ip, present=False, timeout=12)
     for m in mxs:
         assert m.daemon is not None
-        lifted = m.daemon.wait_event("ip_unbanned", ip=ip, why="expired")
+        # each node lifts it at the expiry itself, or on mx1's "expired" unban if that is first
+        lifted = m.daemon.wait_event("ip_unbanned", ip=ip)
+        assert lifted["why"] in ("expired", "cluster")
         assert _ts(lifted) - expires < 3.0  # issue: within 3 s of its absolute expiry
 
 
