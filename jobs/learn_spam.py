@@ -238,7 +238,8 @@ def _learn(ctx: JobContext, db: Any, users: list[UserRun], staging: Any,
                 listfile = staging.write_file(f"{klass}.list.", list_file_text(klass, paths)
                                               .encode("utf-8", "surrogateescape"))
                 argv = sa_learn_argv(ctx.config.binaries.sa_learn, dbpath=db.dbpath or None,
-                                     listfile=listfile, klass=klass)
+                                     listfile=listfile, klass=klass,
+                                     site_config=db.site_config)
                 try:
                     res = run(argv, timeout=job.timeout, account=db.owner, ok_codes=(0, 1),
                               cancel=ctx.cancel)

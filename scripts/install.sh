@@ -22,6 +22,8 @@ PACKAGES=(
   prometheus  # promtool: the tests check the scrape and the shipped alert rules with it
   # live learning (issue 17): Pigeonhole's imap_sieve, sieve_imapsieve, sieve_extprograms, sievec
   dovecot-sieve
+  # [cluster] (issue 16): psycopg 3, SpamAssassin's PgSQL Bayes driver, PostgreSQL for the tests
+  python3-psycopg libdbd-pg-perl postgresql-15 postgresql-client-15
 )
 
 if [ "$(id -u)" != 0 ]; then

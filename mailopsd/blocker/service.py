@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from mailopsd.blocker.banlock import BanLock
+from mailopsd.blocker.cluster_apply import ClusterApply
 from mailopsd.blocker.evidence import Evidence
 from mailopsd.blocker.flood import RULE as FLOOD_RULE
 from mailopsd.blocker.flood import FloodDetector
@@ -55,7 +56,7 @@ def duration_field(seconds: float | None) -> float | str:
     return "permanent" if seconds is None else round(seconds)
 
 
-class BlockerService:
+class BlockerService(ClusterApply):
     """``SERVICES["blocker"]``: bans abusive SMTP clients found in the Exim mainlog."""
 
     name = "blocker"
@@ -95,6 +96,8 @@ class BlockerService:
         self._tick: threading.Thread | None = None
         self._follower: Any = None
         self._silent: dict[str, float] = {}
+        self._link = None  # the cluster link (hooks.ClusterLink), set by bind()
+        self._remote_hits = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -114,6 +117,8 @@ class BlockerService:
         self._stop.clear()
         self._tick = threading.Thread(target=self._tick_loop, name="blocker-tick", daemon=True)
         self._tick.start()
+        if self._link is not None:
+            self._link.attach(self)  # now other nodes' bans may come in
 
     def _restore(self, now: float) -> tuple[list[Ban], list[Ban]]:
         """Lift bans expired while stopped, load the rest into the kernel in one commit."""
@@ -144,6 +149,8 @@ class BlockerService:
     def stop(self, timeout: float) -> None:
         """Stop following and ticking; bans stay in the kernel (restored at the next start)."""
         deadline = time.monotonic() + timeout
+        if self._link is not None:
+            self._link.detach()
         self._stop.set()
         if self._follower is not None:
             self._follower.stop(max(0.1, deadline - time.monotonic()))
@@ -163,6 +170,7 @@ class BlockerService:
             for line in lines:
                 self.evidence.add(line)
                 try:
+                    self._cluster_line(line)
                     decision = self.policy.feed_line(line)
                 except Exception as exc:  # hostile input: log it, never die, never ban
                     self.log.error("blocker_line_failed", error=repr(exc), line=line[:300])
@@ -218,6 +226,7 @@ class BlockerService:
                           expires=when(expires), times_banned=times,
                           first_seen=when(d.first_seen), last_seen=when(d.last_seen),
                           backend=self.backend.name)
+            self._published_ban(ban, d.ip, d.rule, d.reason, d.count, now, expires)
             return ban
 
     def _log_unban(self, ban: Ban, why: str, **extra: Any) -> None:
@@ -240,6 +249,7 @@ class BlockerService:
                 self._failed.discard(ban.ip)
                 self.policy.forget(ban.ip)
                 self._log_unban(ban, "expired")
+                self._published_unban(ban, "expired", ban.expires or now)
         return len(due)
 
     def _sync(self) -> None:
@@ -350,6 +360,7 @@ class BlockerService:
                 if now >= next_silent:
                     next_silent = now + 60.0
                     self._check_silent(now)
+                    self.prune_remote_hits(now)
                 if now >= next_prune:
                     next_prune = now + PRUNE_EVERY
                     self.store.prune_changes(now - KEEP_CHANGES)

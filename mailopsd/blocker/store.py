@@ -38,6 +38,7 @@ class Ban:
     source: str
     lifted_at: float | None
     lifted_by: str | None
+    origin: str | None = None  # the cluster node that decided it; None = this host
 
     @property
     def duration(self) -> float | None:
@@ -100,7 +101,8 @@ def _ban(row: sqlite3.Row) -> Ban:
                first_seen=row["first_seen"], last_seen=row["last_seen"], count=row["count"],
                banned_at=row["banned_at"], expires=row["expires"],
                times_banned=row["times_banned"], active=bool(row["active"]),
-               source=row["source"], lifted_at=row["lifted_at"], lifted_by=row["lifted_by"])
+               source=row["source"], lifted_at=row["lifted_at"], lifted_by=row["lifted_by"],
+               origin=row["origin"])
 
 
 class BanStore:
@@ -177,7 +179,7 @@ class BanStore:
                 "banned_at = CASE WHEN bans.active THEN bans.banned_at "
                 "ELSE excluded.banned_at END, "
                 "times_banned = bans.times_banned + (1 - bans.active), active = 1, "
-                "lifted_at = NULL, lifted_by = NULL",
+                "lifted_at = NULL, lifted_by = NULL, origin = NULL",
                 (ip, rule, reason, first_seen, last_seen, count, now, expires, self.source))
             self._log_change(c, "ban", ip, expires, now)
             row = c.execute("SELECT * FROM bans WHERE ip = ?", (ip,)).fetchone()
@@ -199,6 +201,28 @@ class BanStore:
                 self._log_change(c, "unban", ip, None, now)
                 lifted.append(_ban(row))
         return lifted
+
+    def record_remote(self, bans: Iterable[tuple[str, str, str, int, float, float | None, str]],
+                      now: float | None = None) -> int:
+        """Store bans decided by other cluster nodes in ONE transaction (a burst or a new
+        node's start may bring 100,000): (ip, rule, reason, hits, decided, expires, origin).
+        Returns how many rows were written."""
+        now = time.time() if now is None else now
+        rows = [(ip, rule, reason, decided, decided, hits, min(decided, now), expires, origin)
+                for ip, rule, reason, hits, decided, expires, origin in bans]
+        with self._txn() as c:
+            c.executemany(
+                "INSERT INTO bans (ip, rule, reason, first_seen, last_seen, count, banned_at, "
+                "expires, times_banned, active, source, origin) "
+                "VALUES (?,?,?,?,?,?,?,?,1,1,'cluster',?) "
+                "ON CONFLICT(ip) DO UPDATE SET rule = excluded.rule, reason = excluded.reason, "
+                "first_seen = excluded.first_seen, last_seen = excluded.last_seen, "
+                "count = excluded.count, expires = excluded.expires, source = 'cluster', "
+                "banned_at = CASE WHEN bans.active THEN bans.banned_at "
+                "ELSE excluded.banned_at END, "
+                "times_banned = bans.times_banned + (1 - bans.active), active = 1, "
+                "lifted_at = NULL, lifted_by = NULL, origin = excluded.origin", rows)
+        return len(rows)
 
     def lift_all(self, by: str, now: float | None = None) -> list[Ban]:
         """Mark every active ban inactive (flush); returns them."""

@@ -161,11 +161,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     in_state = {b.ip for b in active if expected(b.ip)}
     kernel_only = sorted(kernel - in_state) if kernel is not None else []
+    here = cfg.cluster.node_name if cfg.cluster is not None else None  # the node that decided
     if args.json:
         rows = []
         for b in bans:
             held = None if kernel is None else b.ip in kernel
-            rows.append(dict(ban_json(b), in_kernel=held,
+            rows.append(dict(ban_json(b), origin=b.origin or here, in_kernel=held,
                              agrees=None if held is None else held == (b.active
                                                                        and expected(b.ip)),
                              expires_in=None if b.expires is None or not b.active
@@ -185,12 +186,15 @@ def cmd_list(args: argparse.Namespace) -> int:
             k = ("yes" if held else "no") + ("" if held == (b.active and expected(b.ip))
                                              else " !")
         table.append([b.ip, b.rule, b.count, banned, state, b.times_banned, k, b.reason[:60]])
-    table += [[ip, "-", "-", "-", "not in state", "-", "yes !", "only in the kernel"]
-              for ip in kernel_only]
-    print_table(["IP", "RULE", "COUNT", "BANNED", "EXPIRES", "TIMES", "KERNEL", "REASON"], table)
+        if here is not None:
+            table[-1].insert(1, b.origin or here)
+    table += [[ip, *(["-"] if here is not None else []), "-", "-", "-", "not in state", "-",
+               "yes !", "only in the kernel"] for ip in kernel_only]
+    headers = ["IP", "RULE", "COUNT", "BANNED", "EXPIRES", "TIMES", "KERNEL", "REASON"]
+    print_table(headers if here is None else ["IP", "ORIGIN", *headers[1:]], table)
     if kernel is None:
         print(f"(kernel not checked: {why})")
-    elif any(str(r[6]).endswith("!") for r in table):
+    elif any(str(r[-2]).endswith("!") for r in table):
         print("(!: the kernel and the state database disagree; the daemon's kernel check puts "
               "missing bans back; `mailopsd bans remove IP` clears a kernel-only one)")
     return EXIT_OK
@@ -266,13 +270,18 @@ def cmd_add(args: argparse.Namespace) -> int:
     line = f"banned {ip} {length} ({backend.name})"
     if replaced and current is not None:
         line += f", replacing its {current.rule} ban"
+    shared = _cluster(cfg, store, [("ban", ip, MANUAL_RULE, args.reason, 0, now, expires)])
     return _done(args, cfg, {"action": "add", "ip": ip, "done": True, "ban": ban_json(ban),
-                             "replaced": ban_json(current) if replaced else None},
-                 [line], errors, EXIT_JOB_FAILED if errors else EXIT_OK)
+                             "replaced": ban_json(current) if replaced else None,
+                             "cluster": shared or None},
+                 [line, *([shared] if shared else [])], errors,
+                 EXIT_JOB_FAILED if errors else EXIT_OK)
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     """Lift bans now (database first, then kernel) and print each one removed."""
+    import time
+
     from mailopsd.cli.bans_ops import ban_json, emit, who
     from mailopsd.core.errors import FirewallError
     from mailopsd.firewall import make_backend
@@ -327,10 +336,24 @@ def cmd_remove(args: argparse.Namespace) -> int:
         errors.append(f"{ip} is not banned itself; it is inside the banned network "
                       f"{', '.join(nets)} (remove that network to unban it)" if nets
                       else f"{ip} was not banned")
+    shared = _cluster(cfg, store, [("unban", b.ip, "", "cli", 0, time.time(), None)
+                                   for b in lifted])
+    if shared:
+        lines.append(shared)
     data = {"action": "remove", "lifted": [ban_json(b) for b in lifted],
             "kernel_only": kernel_only,
-            "not_banned": [{"ip": ip, "inside": nets} for ip, nets in missing.items()]}
+            "not_banned": [{"ip": ip, "inside": nets} for ip, nets in missing.items()],
+            "cluster": shared or None}
     return _done(args, cfg, data, lines, errors, EXIT_JOB_FAILED if errors else EXIT_OK)
+
+
+def _cluster(cfg: Any, store: Any, decisions: list[Any]) -> str:
+    """[cluster] nodes: publish what the command did to the other nodes; a sentence, or ""."""
+    if cfg.cluster is None or not decisions:
+        return ""
+    from mailopsd.cluster.publish_now import publish
+
+    return publish(cfg, store.state, decisions)
 
 
 def cmd_flush(args: argparse.Namespace) -> int:

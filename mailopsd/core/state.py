@@ -123,6 +123,25 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             suppressed INTEGER NOT NULL DEFAULT 0
         );
     """),
+    (8, "cluster: ban origins, publish queue, applied cursor", """
+        ALTER TABLE bans ADD COLUMN origin TEXT;  -- node that decided the ban; NULL = this host
+        CREATE TABLE cluster_outbox (       -- decisions waiting for the shared store
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            key TEXT NOT NULL UNIQUE,       -- idempotency key in the store
+            action TEXT NOT NULL,           -- ban | unban
+            ip TEXT NOT NULL,
+            rule TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL DEFAULT '',
+            hits INTEGER NOT NULL DEFAULT 0,
+            decided REAL NOT NULL,
+            expires REAL,                   -- NULL = permanent
+            sent REAL                       -- when it reached the store (kept a while)
+        );
+        CREATE TABLE cluster_cursor (       -- the last shared-store row id applied, per table
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        );
+    """),
     (9, "live learning: per-user daily counts, messages learned live", """
         CREATE TABLE live_learn_daily (
             uid INTEGER NOT NULL,           -- the spool entry's owner as the kernel records it

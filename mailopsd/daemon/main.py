@@ -117,8 +117,9 @@ class Daemon:
         if new.logging != old.logging:
             logs.configure_from(new)
         self._schedule_jobs()
-        if (new.blocker, new.sent, new.daemon, new.live_learn, new.spamassassin) != (
-                old.blocker, old.sent, old.daemon, old.live_learn, old.spamassassin):
+        if (new.blocker, new.sent, new.daemon, new.live_learn, new.spamassassin,
+                new.cluster) != (old.blocker, old.sent, old.daemon, old.live_learn,
+                                 old.spamassassin, old.cluster):
             self.services.stop(new.daemon.stop_timeout)
             self.services.start(self.config, self.state)
         self.log.info("config_reloaded", path=self.config_path)

@@ -35,6 +35,7 @@ JOBS: dict[str, tuple[str, str, str]] = {
 
 # service id -> "module:factory"
 SERVICES: dict[str, str] = {
+    "cluster": "mailopsd.cluster.service:create",  # first: the blocker binds to it
     "blocker": "mailopsd.blocker.service:create",
     "sent-fixer": "mailopsd.sent.service:create",
     "health": "mailopsd.health.service:create",  # issue 18

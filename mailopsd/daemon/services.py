@@ -42,6 +42,9 @@ class Services:
             service = service_factory(service_id)(config, state)
             if service is None:
                 continue
+            bind = getattr(service, "bind", None)
+            if bind is not None:  # e.g. the blocker takes the cluster link started before it
+                bind(self.running)
             service.start()
             self.running[service_id] = service
             self.log.info("service_started", service=service_id)

@@ -35,7 +35,7 @@ class Learned:
 
 
 def sa_learn_argv(binary: str, *, dbpath: str | None, listfile: str, klass: Klass,
-                  max_size: int = 0) -> tuple[str, ...]:
+                  max_size: int = 0, site_config: str = "") -> tuple[str, ...]:
     """argv to learn every file named in ``listfile`` as ``klass``.
 
     ``max_size`` 0 (the default) lifts sa-learn's silent 500 KiB skip: filter sizes yourself.
@@ -45,6 +45,8 @@ def sa_learn_argv(binary: str, *, dbpath: str | None, listfile: str, klass: Klas
     argv = [binary, f"--{klass}", "--max-size", str(max_size), "-f", listfile]
     if dbpath:
         argv[1:1] = ["--dbpath", dbpath]
+    if site_config:  # where a shared (e.g. PgSQL) Bayes store is configured
+        argv[1:1] = ["--siteconfigpath", site_config]
     return tuple(argv)
 
 

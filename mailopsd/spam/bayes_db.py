@@ -34,6 +34,7 @@ BAYES_ACTIVE_AT = 200  # SpamAssassin scores with Bayes only once nspam and nham
 # --configpath at a directory that does not exist skips parsing ~60 rule files: sa-learn then
 # starts in 0.25 s instead of 0.8 s. (/nonexistent is Debian's never-existing home directory.)
 NO_RULES = "/nonexistent/mailopsd-no-rules"
+SITE_DEFAULT = "/etc/spamassassin"
 
 
 class BayesError(MailopsError):
@@ -103,13 +104,15 @@ class BayesDB:
     owner: Account
     dbpath: str
     sa_learn: str
+    site_config: str = ""  # --siteconfigpath when not Debian's (a PgSQL Bayes is set there)
 
     @classmethod
     def from_config(cls, config: Any) -> BayesDB:
         """The database ``[spamassassin]`` names; raises MailopsError for an unknown owner."""
         sa = config.spamassassin
+        site = "" if sa.site_config_dir == SITE_DEFAULT else sa.site_config_dir
         return cls(Account.lookup(sa.bayes_owner, "spamassassin.bayes_owner"), sa.bayes_path,
-                   config.binaries.sa_learn)
+                   config.binaries.sa_learn, site)
 
     @property
     def prefix(self) -> str:
@@ -119,7 +122,8 @@ class BayesDB:
     def argv(self, *args: str) -> tuple[str, ...]:
         """sa-learn's argv for a maintenance command on this database (no rules loaded)."""
         db = ("--dbpath", self.dbpath) if self.dbpath else ()
-        return (self.sa_learn, "--configpath", NO_RULES, *db, *args)
+        site = ("--siteconfigpath", self.site_config) if self.site_config else ()
+        return (self.sa_learn, "--configpath", NO_RULES, *site, *db, *args)
 
     def run(self, *args: str, timeout: float, cancel: threading.Event | None = None,
             ok_codes: tuple[int, ...] = (0,)) -> Any:

@@ -27,6 +27,7 @@ LAYERS: dict[str, set[str]] = {
     "livelearn": {CORE, "spam", "maildir"},
     "daemon": {CORE},
     "health": {CORE, "spam"},  # issue 18
+    "cluster": {CORE, "firewall"},
 }
 TOP = {"cli", "jobs", "(top)"}  # may import anything below them
 

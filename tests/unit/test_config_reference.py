@@ -54,9 +54,11 @@ def test_the_reference_names_every_key() -> None:
     tables: dict[str, set[str]] = {}
     table = ""
     for raw in text.splitlines():
-        m = re.match(r"^\[([^\]]+)\]", raw)
+        m = re.match(r"^(?:# ?)?\[([^\]]+)\]", raw)  # a table, or an optional one commented out
         if m:
             table = m.group(1)
+            parent, _, name = table.rpartition(".")
+            tables.setdefault(parent, set()).add(name)
             continue
         m = re.match(r"^(?:# ?)?([A-Za-z0-9_-]+)\s*=", raw)  # a key, or a commented example
         if m:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from mailopsd.core.config.common import JobSettings, cron, non_negative, opt, positive
 from mailopsd.core.config.schema_blocker import BlockerConfig
+from mailopsd.core.config.schema_cluster import ClusterConfig
 from mailopsd.core.config.schema_forwards import MakeForwardsJob, PostEmailConfig
 from mailopsd.core.config.schema_health import HealthConfig, MetricsConfig, TlsDeployConfig
 from mailopsd.core.config.schema_livelearn import LiveLearnConfig
@@ -138,6 +139,7 @@ class Config:
     tls_deploy: TlsDeployConfig = opt(key="tls-deploy", factory=TlsDeployConfig)  # issue 18
     notify: NotifyConfig = opt(factory=NotifyConfig)
     live_learn: LiveLearnConfig = opt(key="live-learn", factory=LiveLearnConfig)
+    cluster: ClusterConfig | None = opt(None)  # optional: several MX hosts (issue 16)
 
 
 def validate_config(cfg: Config) -> list[tuple[str, str]]:
