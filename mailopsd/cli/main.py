@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "mailopsd.cli.cmd_post_email",
     "mailopsd.cli.cmd_bayes",
     "mailopsd.cli.cmd_sent",
+    "mailopsd.cli.cmd_reload",
 )
 
 DESCRIPTION = """\

@@ -17,7 +17,7 @@ from tests.support.daemon import MAILOPSD, write_config
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "mailopsd.service"
-INSTALLED = "/opt/mailopsd/venv/bin/mailopsd"
+INSTALLED = "/usr/bin/mailopsd"
 
 
 def rendered_unit(tmp_path: Path) -> Path:
@@ -43,7 +43,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 def test_unit_declares_notify_watchdog_reload_and_capabilities() -> None:
     text = UNIT.read_text()
     assert unit_value(text, "Type") == "notify"
-    assert unit_value(text, "ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert unit_value(text, "ExecReload") == "/usr/bin/mailopsd reload --pid $MAINPID"
     assert unit_value(text, "Restart") == "on-failure"
     assert unit_value(text, "WatchdogSec")
     caps = set(unit_value(text, "CapabilityBoundingSet").split())
