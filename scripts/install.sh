@@ -17,6 +17,8 @@ PACKAGES=(
   python3-apscheduler python3-iptables python3-structlog python3-watchdog python3-psutil
   # the test suite's libraries from Debian
   python3-pytest python3-hypothesis python3-aiosmtpd python3-setuptools python3-wheel
+  # issue 15: build the .deb (debhelper/pybuild, man page) and boot a systemd container for tests
+  debhelper dh-python pybuild-plugin-pyproject python3-build python3-installer python3-docutils lintian debootstrap systemd-container
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -3,8 +3,12 @@ a mailbox user with Spam/Not Spam mail, and a real Exim writing blocker-worthy l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import subprocess
+import tarfile
+from pathlib import Path
 from typing import Any
 
 from tests.support.container import Container
@@ -92,3 +96,42 @@ def drive_exim_relay_attempts(ct: Container, ip: str, count: int) -> None:
     out = ct.run(["sh", "-c", f"{script} | exim4 -bs -oMa {ip}.4242"], timeout=60).stdout
     if out.count("relay not permitted") != count:
         raise AssertionError(f"Exim did not refuse {count} relays:\n{out}")
+
+
+def make_sa_channel(out: Path) -> tuple[Path, Path, str]:
+    """A signed sa-update channel tarball for ``sa-update --install`` (the no-network path).
+
+    Signed by a throwaway key made in a private GNUPGHOME (its agent stopped afterwards).
+    Returns (tarball, public key file, fingerprint).
+    """
+    home = out / "signer"
+    home.mkdir(mode=0o700, parents=True)
+
+    def gpg(*args: str, input: bytes | None = None) -> str:
+        return subprocess.run(["gpg", "--homedir", str(home), "--batch", *args], input=input,
+                              capture_output=True, timeout=120, check=True).stdout.decode()
+
+    try:
+        gpg("--gen-key", input=b"%no-protection\nKey-Type: RSA\nKey-Length: 2048\n"
+            b"Key-Usage: sign\nName-Real: mailopsd test channel\n"
+            b"Name-Email: channel@example.test\nExpire-Date: 0\n%commit\n")
+        fpr = next(ln.split(":")[9] for ln in gpg("--with-colons", "--list-keys").splitlines()
+                   if ln.startswith("fpr"))
+        key_file = out / "channel-key.asc"
+        key_file.write_text(gpg("--armor", "--export", fpr))
+        tarball = out / "1000001.tar.gz"
+        with tarfile.open(tarball, "w:gz") as tar:
+            for name in ("10_default_prefs.cf", "20_aux_tlds.cf"):
+                tar.add(f"/usr/share/spamassassin/{name}", arcname=name)
+            rule = out / "99_mailopsd_test.cf"
+            rule.write_text("header MAILOPSD_CHANNEL_RULE Subject =~ /mailopsd-channel/\n"
+                            "score MAILOPSD_CHANNEL_RULE 0.1\n")
+            tar.add(rule, arcname=rule.name)
+        gpg("--armor", "--detach-sign", "-o", f"{tarball}.asc", str(tarball))
+        data = tarball.read_bytes()
+        Path(f"{tarball}.sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
+        Path(f"{tarball}.sha512").write_text(hashlib.sha512(data).hexdigest() + "\n")
+        return tarball, key_file, fpr
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                       capture_output=True, timeout=30, check=False)
