@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +69,34 @@ def edit_config(ct: Container, *changes: tuple[str, str, str]) -> None:
 def jobs_json(ct: Container) -> dict[str, dict[str, Any]]:
     rows = json.loads(ct.run(["mailopsd", "jobs", "--json"]).stdout)
     return {r["job"]: r for r in rows}
+
+
+def test_package_layout_conffile_and_lintian(debs: dict[str, Path]) -> None:
+    deb = debs["first"]
+    files = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
+                           check=True, timeout=60).stdout
+    names = {line.split()[-1].lstrip(".") for line in files.splitlines()}
+    for path in ("/usr/bin/mailopsd", "/lib/systemd/system/mailopsd.service",
+                 "/etc/mailopsd/mailopsd.toml", "/usr/share/man/man8/mailopsd.8.gz",
+                 "/usr/share/doc/mailopsd/README.md.gz", "/usr/share/doc/mailopsd/copyright",
+                 "/usr/share/mailopsd/exim4/copy-to-sent.filter",
+                 "/usr/lib/python3/dist-packages/mailopsd/jobs/learn_spam.py",
+                 "/usr/lib/python3/dist-packages/mailopsd/cli/cmd_reload.py"):
+        assert path in names, f"{path} not in the package"
+    assert not any(n.startswith("/usr/lib/python3/dist-packages/jobs") for n in names)
+    conffiles = subprocess.run(["dpkg-deb", "-I", str(deb), "conffiles"], capture_output=True,
+                               text=True, check=True, timeout=60).stdout.split()
+    assert conffiles == ["/etc/mailopsd/mailopsd.toml"]
+    fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends", "Recommends", "Suggests"],
+                            capture_output=True, text=True, check=True, timeout=60).stdout
+    for dep in ("python3-apscheduler", "python3-iptables", "python3-structlog",
+                "python3-watchdog", "python3-psutil", "spamd", "exim4-daemon-heavy",
+                "dovecot-imapd", "nftables"):
+        assert dep in fields
+    lint = subprocess.run(["lintian", str(deb)], capture_output=True, text=True, timeout=300,
+                          check=False)
+    tags = [ln for ln in lint.stdout.splitlines() if ln[:2] in ("E:", "W:")]
+    assert tags == [], tags
 
 
 def test_apt_install_enables_and_starts_the_unit_active_only_after_ready(
@@ -200,7 +229,7 @@ def test_every_job_succeeds_when_the_daemon_runs_it_under_the_unit_hardening(
         ct.run(["id", "-u", "alice"]).stdout)
     # sa-update installed the channel (no network needed) and spamd was reloaded
     assert ct.run(["find", "/var/lib/spamassassin/4.000001", "-name",
-                   "99_mailopsd_test.cf"]).stdout.strip()
+                   "99_channel_test.cf"]).stdout.strip()
     assert journal(ct, "JOB=sa-update", "EVENT=sa_update_installed")
     # the journal filter the README promises
     learn = journal(ct, "JOB=learn-spam")
@@ -239,6 +268,7 @@ def jobs_running(ct: Container, job: str) -> bool:
 def test_watchdog_restarts_a_stopped_daemon_and_bans_and_position_survive(
         ct: Container) -> None:
     pid = show(ct, "MainPID")
+    assert pid.isdigit() and int(pid) > 1, f"MainPID {pid!r}"  # never `kill -STOP 0`
     restarts = int(show(ct, "NRestarts"))
     log_size = int(ct.run(["stat", "-c", "%s", "/var/log/exim4/mainlog"]).stdout)
     ct.run(["bash", "-c", f"kill -STOP {pid}"])
@@ -265,6 +295,9 @@ def test_watchdog_restarts_a_stopped_daemon_and_bans_and_position_survive(
 
 
 def test_hardening_exposure_is_at_most_4(ct: Container) -> None:
+    # the installed unit verifies, man page (Documentation=man:mailopsd(8)) included
+    verify = ct.run(["systemd-analyze", "verify", "mailopsd.service"], check=False)
+    assert verify.returncode == 0 and "mailopsd" not in verify.stderr, verify.stderr
     out = ct.run(["systemd-analyze", "security", "mailopsd", "--no-pager"]).stdout
     found = re.search(r"Overall exposure level for mailopsd.service: ([0-9.]+)", out)
     assert found, out[-500:]

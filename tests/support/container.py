@@ -31,6 +31,9 @@ PACKAGES = (
     "python3-watchdog", "python3-psutil",
     "exim4-daemon-heavy", "spamassassin", "spamd", "spamc", "gnupg",
     "iptables", "nftables", "iproute2", "dovecot-imapd",
+    # every real Debian install has procps (Priority: important), and spamd.service's
+    # ExecReload=/bin/kill needs it; minbase leaves it out
+    "procps",
 )
 RECIPE_VERSION = "1"
 CACHE_PARENT = Path("/var/tmp")

@@ -123,7 +123,7 @@ def make_sa_channel(out: Path) -> tuple[Path, Path, str]:
         with tarfile.open(tarball, "w:gz") as tar:
             for name in ("10_default_prefs.cf", "20_aux_tlds.cf"):
                 tar.add(f"/usr/share/spamassassin/{name}", arcname=name)
-            rule = out / "99_mailopsd_test.cf"
+            rule = out / "99_channel_test.cf"
             rule.write_text("header MAILOPSD_CHANNEL_RULE Subject =~ /mailopsd-channel/\n"
                             "score MAILOPSD_CHANNEL_RULE 0.1\n")
             tar.add(rule, arcname=rule.name)
