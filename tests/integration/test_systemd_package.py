@@ -28,6 +28,7 @@ from tests.support.systemd_scene import (
     drive_exim_relay_attempts,
     journal,
     make_sa_channel,
+    send_as_local_user,
     set_key,
     show,
 )
@@ -143,6 +144,16 @@ def test_reload_applies_a_good_config_and_fails_on_a_broken_one(ct: Container) -
     assert journal(ct, "EVENT=config_reloaded")
     waiting = journal(ct, "EVENT=log_waiting")
     assert waiting and waiting[-1]["PATH"] == "/var/log/exim4-later/mainlog"
+    # the log shows up later (Exim installed afterwards): its lines are acted on
+    now = ct.run(["date", "+%Y-%m-%d %H:%M:%S"]).stdout.strip()
+    ct.run(["mkdir", "-p", "/var/log/exim4-later"])
+    ct.path("/var/log/exim4-later/mainlog").write_text("".join(
+        f"{now} H=(client.test) [198.51.100.9] F=<a@client.test> rejected RCPT "
+        f"<v{n}@elsewhere.test>: relay not permitted\n" for n in range(5)))
+    wait_until(lambda: any(e.get("IP") == "198.51.100.9" for e in
+                           journal(ct, "EVENT=ip_banned")),
+               timeout=30, interval=0.5, what="a ban from the log that appeared late")
+    assert int(show(ct, "NRestarts")) == 0
     # broken: systemctl reload itself fails, status names the key, the old config stays
     edit_config(ct, ("daemon", "bogus_key", "1"))
     bad = ct.run(["systemctl", "reload", "mailopsd"], check=False)
@@ -235,6 +246,36 @@ def test_every_job_succeeds_when_the_daemon_runs_it_under_the_unit_hardening(
     learn = journal(ct, "JOB=learn-spam")
     assert learn and all(e["JOB"] == "learn-spam" for e in learn)
     assert any(float(e["__REALTIME_TIMESTAMP"]) / 1e6 >= since for e in learn)
+
+
+def test_sent_fixer_adds_bcc_to_a_sent_copy_made_by_the_packaged_exim_filter(
+        ct: Container) -> None:
+    # the Exim side exactly as /usr/share/mailopsd/exim4/README.md says (non-split config)
+    share = "/usr/share/mailopsd/exim4"
+    ct.sh(f"install -m 644 {share}/copy-to-sent.filter /etc/exim4/mailopsd-copy-to-sent.filter"
+          f" && cat {share}/main-copy-to-sent.conf >> /etc/exim4/exim4.conf.localmacros"
+          f" && sed -i '/^begin transports/r {share}/transport-copy-to-sent.conf' "
+          "/etc/exim4/exim4.conf.template"
+          " && update-exim4.conf && exim4 -bV >/dev/null && systemctl restart exim4")
+    for user in ("bob", "carol"):
+        add_user_mail(ct, user, spam=0, ham=0)
+    edit_config(ct, ("sent", "enabled", "true"))
+    ct.run(["systemctl", "reload", "mailopsd"])
+    send_as_local_user(ct, "alice", to="bob", bcc="carol")
+    sent_cur = ct.path("/home/alice/Maildir/.Sent/cur")
+
+    def fixed() -> list[Path]:
+        return [p for p in sent_cur.iterdir() if p.name.endswith(":2,S")
+                and b"\nBcc: carol@" in p.read_bytes().replace(b"\r\n", b"\n")]
+
+    try:
+        copies = wait_until(fixed, timeout=60, interval=0.5, what="the fixed Sent copy")
+    except TimeoutError:
+        raise AssertionError(f"Sent: {list(ct.path('/home/alice/Maildir/.Sent').rglob('*'))}"
+                             f"\njournal: {[e.get('MESSAGE') for e in journal(ct)][-15:]}"
+                             ) from None
+    assert copies[0].stat().st_uid == int(ct.run(["id", "-u", "alice"]).stdout)
+    assert not list(ct.path("/home/alice/Maildir/.Sent/new").iterdir())
 
 
 def test_stop_during_a_running_job_ends_within_5s_and_records_it_cancelled(
@@ -351,6 +392,8 @@ def test_remove_leaves_nothing_in_the_kernel_and_purge_nothing_on_disk(ct: Conta
     ct.run(["apt-get", "purge", "-y", "mailopsd"], timeout=300)
     assert not ct.path("/etc/mailopsd").exists()
     assert not ct.path("/var/lib/mailopsd").exists()
-    left = ct.run(["find", "/etc", "/lib", "/usr", "/var", "/run", "-name", "*mailopsd*"],
-                  check=False).stdout.split()
+    # anything named mailopsd, except the Exim filter the admin copied into /etc/exim4 by hand
+    left = ct.run(["find", "/etc", "/lib", "/usr", "/var", "/run", "-name", "*mailopsd*",
+                   "-not", "-path", "/etc/exim4/*"], check=False).stdout.split()
     assert left == [], left
+    assert ct.run(["dpkg-query", "-W", "mailopsd"], check=False).returncode != 0

@@ -135,3 +135,21 @@ def make_sa_channel(out: Path) -> tuple[Path, Path, str]:
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
                        capture_output=True, timeout=30, check=False)
+
+
+def send_as_local_user(ct: Container, user: str, to: str, bcc: str) -> None:
+    """``user`` submits a message (To: ``to``, Bcc: ``bcc``) to the container's real Exim.
+
+    An SMTP session with ``-oMai USER -oMr esmtpa`` is what an authenticated submission looks
+    like to the copy-to-Sent filter; the client stripped the Bcc header, as clients do.
+    """
+    host = ct.run(["hostname"]).stdout.strip()
+    steps = ["EHLO client.test", f"MAIL FROM:<{user}@{host}>", f"RCPT TO:<{to}@{host}>",
+             f"RCPT TO:<{bcc}@{host}>", "DATA",
+             f"From: {user}@{host}\\r\\nTo: {to}@{host}\\r\\nSubject: lunch\\r\\n\\r\\n"
+             "See you at noon.\\r\\n.", "QUIT"]
+    script = "(" + "; ".join(f"printf '{s}\\r\\n'; sleep 0.3" for s in steps) + ")"
+    out = ct.run(["sh", "-c", f"{script} | exim4 -bs -oMa 127.0.0.1.4242 -oMai {user} "
+                  "-oMr esmtpa"], timeout=60).stdout
+    if "250 OK id=" not in out:
+        raise AssertionError(f"Exim did not accept the message:\n{out}")
