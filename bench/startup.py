@@ -1,4 +1,5 @@
-"""Start-up time of `mailopsd --help` and `mailopsd jobs` (lazy imports keep the CLI fast).
+"""Start-up time of `mailopsd --help`, `jobs`, `check-config` and `config show` (lazy imports
+keep the CLI fast; check-config reads 10 drop-ins and checks the machine).
 
     .venv/bin/python bench/startup.py [--runs 20]
 
@@ -37,10 +38,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "mailopsd.toml"
         config.write_text(f'[daemon]\nstate_dir = "{tmp}/state"\nrun_dir = "{tmp}/run"\n')
+        dropins = Path(tmp) / "mailopsd.d"
+        dropins.mkdir()
+        for i in range(10):
+            (dropins / f"{i:02d}-local.toml").write_text(
+                f'[blocker]\nignore = ["198.51.100.{i}"]\n'
+                f'[blocker.rules.auth-failed]\nmaxretry = {i + 3}\n')
         cases = {
             "python -c pass (floor)": [sys.executable, "-c", "pass"],
             "mailopsd --help": [MAILOPSD, "--help"],
             "mailopsd jobs": [MAILOPSD, "--config", str(config), "jobs"],
+            "mailopsd check-config": [MAILOPSD, "--config", str(config), "check-config"],
+            "mailopsd config show": [MAILOPSD, "--config", str(config), "config", "show"],
         }
         print(f"{'command':28} {'median ms':>10} {'p90 ms':>8}   ({args.runs} runs)")
         for name, argv in cases.items():

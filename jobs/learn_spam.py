@@ -308,4 +308,5 @@ def _summary(ctx: JobContext, users: list[UserRun], learned: dict[str, dict[str,
     emit = ctx.log.error if errors else ctx.log.info
     emit("learn_spam_summary", **counts, per_user=per_user, skipped_by_reason=dict(skipped),
          sa_learn=learned, dry_run=ctx.dry_run, cancelled=cancelled, duration=round(duration, 3))
-    return counts
+    # per user in the history too: `mailopsd jobs --history learn-spam` shows who learned what
+    return {**counts, "per_user": per_user}

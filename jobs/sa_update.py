@@ -31,7 +31,7 @@ def run(ctx: JobContext) -> JobResult:
 
     cfg, job = ctx.config, ctx.config.jobs.sa_update
     sa, bins = cfg.spamassassin, cfg.binaries
-    owner = Account.lookup(sa.rules_owner)
+    owner = Account.lookup(sa.rules_owner, "spamassassin.rules_owner")
     version = run_cmd((bins.spamassassin, "--version"), timeout=60, cancel=ctx.cancel)
     sa_version = parse_version_output(version.stdout)
     rules_dir = os.path.join(sa.update_dir, sa_version)

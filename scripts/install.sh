@@ -17,6 +17,9 @@ PACKAGES=(
   python3-apscheduler python3-iptables python3-structlog python3-watchdog python3-psutil
   # the test suite's libraries from Debian
   python3-pytest python3-hypothesis python3-aiosmtpd python3-setuptools python3-wheel
+  # issue 18 (health): metrics, DNS and certificate checks; the tests' DNS servers and openssl
+  python3-prometheus-client python3-dnspython python3-cryptography rbldnsd dnsmasq-base openssl
+  prometheus  # promtool: the tests check the scrape and the shipped alert rules with it
   # issue 15: build the .deb (debhelper/pybuild, man page) and boot a systemd container for tests
   debhelper dh-python pybuild-plugin-pyproject python3-build python3-installer python3-docutils lintian debootstrap systemd-container
 )

@@ -8,6 +8,11 @@ Threads: the log follower calls ``_on_lines``; a ``blocker-tick`` thread lifts e
 follows what ``mailopsd bans`` changed (table ``ban_changes``: the CLI edits the kernel and the
 database itself, the daemon only updates its view and the policy), samples connection floods and
 warns about silent rules. One lock serialises the policy and every ban/unban.
+
+``mailopsd bans`` changes the database first and then the kernel, holding the bans lock
+(banlock.py) across both; the daemon reads those changes under the same lock before each kernel
+check and each ban, so a verify tick can never put back an address the admin just removed.
+Each ban keeps its evidence (evidence.py); ``status()`` feeds ``mailopsd status``.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import time
 from datetime import datetime
 from typing import Any
 
+from mailopsd.blocker.banlock import BanLock
+from mailopsd.blocker.evidence import Evidence
 from mailopsd.blocker.flood import RULE as FLOOD_RULE
 from mailopsd.blocker.flood import FloodDetector
 from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.policy import BanDecision, BanPolicy
-from mailopsd.blocker.rules import RuleSpec
+from mailopsd.blocker.rules import RuleSpec, rule_specs
 from mailopsd.blocker.store import Ban, BanStore
 from mailopsd.core.config.schema import Config
 from mailopsd.core.errors import FirewallError, MailopsError, StateError
@@ -60,6 +67,12 @@ class BlockerService:
         self.log = get_logger("blocker")
         self.store = BanStore(state, source="daemon")
         self.backend = backend or make_backend(config)
+        self.banlock = BanLock(config.daemon.run_dir)
+        self.evidence = Evidence(rule_specs(config.blocker),
+                                 ipv6_aggregate=config.blocker.ipv6_aggregate)
+        self.lines_read = 0
+        self.kernel_check: dict[str, Any] = {"at": None, "ok": None}
+        self.started_at: float | None = None  # monotonic; status gives the follower a moment
         self.ignore = IgnoreList.from_config(config.blocker)
         self.policy = BanPolicy(config.blocker, self.ignore,
                                 previous_bans=self.store.times_banned)
@@ -90,9 +103,27 @@ class BlockerService:
 
         t0 = time.monotonic()
         now = time.time()
+        with self.banlock.held():  # a `mailopsd bans` change lands before or after, not between
+            lifted, active = self._restore(now)
+        self.log.info("bans_restored", count=len(active), expired=len(lifted),
+                      backend=self.backend.name, duration=round(time.monotonic() - t0, 3))
+        mainlog = self.config.blocker.mainlog
+        self._follower = LogFollower(f"blocker:{mainlog}", mainlog, self.state, self._on_lines)
+        self._follower.start()
+        self.started_at = time.monotonic()
+        self._stop.clear()
+        self._tick = threading.Thread(target=self._tick_loop, name="blocker-tick", daemon=True)
+        self._tick.start()
+
+    def _restore(self, now: float) -> tuple[list[Ban], list[Ban]]:
+        """Lift bans expired while stopped, load the rest into the kernel in one commit."""
         lifted = self.store.lift([b.ip for b in self.store.due(now)], "expired", now)
         for ban in lifted:
             self._log_unban(ban, "expired", while_stopped=True)
+        # an address added to blocker.ignore (the reload restarts this service) is let go now
+        ignored = [b.ip for b in self.store.active() if self.ignore.contains(b.ip)]
+        for ban in self.store.lift(ignored, "ignored", now):
+            self._log_unban(ban, "ignored", message="the address is in blocker.ignore now")
         active = self.store.active()
         if not self.config.blocker.firewall.ipv6:
             # banned before IPv6 was switched off: keep them in the database, not the kernel
@@ -108,14 +139,7 @@ class BlockerService:
             for ban in active:
                 self.policy.note_banned(ban.ip, ban.expires)
             self._seq = self.store.last_change()
-        self.log.info("bans_restored", count=len(active), expired=len(lifted),
-                      backend=self.backend.name, duration=round(time.monotonic() - t0, 3))
-        mainlog = self.config.blocker.mainlog
-        self._follower = LogFollower(f"blocker:{mainlog}", mainlog, self.state, self._on_lines)
-        self._follower.start()
-        self._stop.clear()
-        self._tick = threading.Thread(target=self._tick_loop, name="blocker-tick", daemon=True)
-        self._tick.start()
+        return lifted, active
 
     def stop(self, timeout: float) -> None:
         """Stop following and ticking; bans stay in the kernel (restored at the next start)."""
@@ -135,7 +159,9 @@ class BlockerService:
     # -- bans ---------------------------------------------------------------------------------
     def _on_lines(self, lines: list[str]) -> None:
         with self._lock:
+            self.lines_read += len(lines)
             for line in lines:
+                self.evidence.add(line)
                 try:
                     decision = self.policy.feed_line(line)
                 except Exception as exc:  # hostile input: log it, never die, never ban
@@ -158,7 +184,9 @@ class BlockerService:
             self.log.warning("ban_skipped_ipv6", ip=d.ip, rule=d.rule, count=d.count,
                              message="blocker.firewall.ipv6 is false")
             return None
-        with self._lock:
+        with self._lock, self.banlock.held():
+            self._sync()  # what `mailopsd bans` did so far counts before this ban
+            evidence = self.evidence.take(d.ip, d.rule, d.count, d.first_seen, d.last_seen)
             if d.ip in self._banned:
                 return None
             if d.expired(now):
@@ -171,7 +199,8 @@ class BlockerService:
             try:
                 ban = self.store.record(d.ip, d.rule, d.reason, count=d.count,
                                         first_seen=d.first_seen, last_seen=d.last_seen,
-                                        expires=expires, now=now)
+                                        expires=expires, now=now, evidence=evidence,
+                                        by="mailopsd")
                 times = ban.times_banned
             except StateError as exc:
                 # block anyway; only surviving a restart is lost (and the daemon says so)
@@ -229,11 +258,14 @@ class BlockerService:
                     self._banned.pop(ch.ip, None)
                     self._failed.discard(ch.ip)
                     self.policy.forget(ch.ip)
+                    self.evidence.forget(ch.ip)
                 elif ch.action == "flush":
-                    for ip in self._banned:
+                    # the database says what survived the flush (bans made after it)
+                    active = {b.ip: b.expires for b in self.store.active()}
+                    for ip in [ip for ip in self._banned if ip not in active]:
                         self.policy.forget(ip)
-                    self._banned.clear()
-                    self._failed.clear()
+                        del self._banned[ip]
+                    self._failed &= set(active)
                     self.backend.setup()  # keep blocking: our (now empty) chain/table again
             self.log.info("bans_changed_outside", changes=len(changes), active=len(self._banned))
 
@@ -257,19 +289,33 @@ class BlockerService:
         -F``. Missing bans are restored from the database in one commit; otherwise setup()
         puts back a removed INPUT jump or chain rule.
         """
-        with self._lock:
-            kernel = self.backend.list()
-            missing = [ip for ip, exp in self._banned.items()
-                       if ip not in kernel and ip not in self._failed
-                       and (exp is None or exp > now + 2)]  # nft may drop it a moment early
-            if missing:
-                self.log.warning("firewall_bans_missing", count=len(missing), ips=missing[:10],
-                                 message="the firewall lost bans (flushed?); restoring them")
-                self.backend.restore({ip: None if exp is None else exp - now
-                                      for ip, exp in self._banned.items()})
-            else:
-                self.backend.setup()
+        with self._lock, self.banlock.held():
+            self._sync()  # never restore what `mailopsd bans` has just removed
+            try:
+                kernel = self.backend.list()
+                missing = [ip for ip, exp in self._banned.items()
+                           if ip not in kernel and ip not in self._failed
+                           and (exp is None or exp > now + 2)]  # nft may drop it a moment early
+                if missing:
+                    self.log.warning("firewall_bans_missing", count=len(missing),
+                                     ips=missing[:10],
+                                     message="the firewall lost bans (flushed?); restoring them")
+                    self.backend.restore({ip: None if exp is None else exp - now
+                                          for ip, exp in self._banned.items()})
+                else:
+                    self.backend.setup()
+            except FirewallError as exc:
+                self.kernel_check = {"at": now, "ok": False, "error": str(exc)}
+                raise
+            self.kernel_check = {"at": now, "ok": True, "missing": len(missing),
+                                 "in_kernel": len(kernel)}
         return len(missing)
+
+    def status(self) -> dict[str, Any]:
+        """What ``mailopsd status`` shows: followed file, position, lag, bans, kernel check."""
+        from mailopsd.blocker.status import blocker_status
+
+        return blocker_status(self)
 
     def _check_silent(self, now: float) -> None:
         stale = set(self.policy.stale_rules(now))

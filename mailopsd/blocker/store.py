@@ -8,11 +8,12 @@ in-memory view and the ban policy in step (see service.BlockerService._sync).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -64,6 +65,36 @@ class Change:
     expires: float | None
 
 
+@dataclass(frozen=True)
+class BanRecord:
+    """One row of ``ban_log``: a ban as it was made (rule, by whom, evidence) and how it ended."""
+
+    id: int
+    ip: str
+    rule: str
+    reason: str
+    source: str
+    by: str
+    count: int
+    banned_at: float
+    expires: float | None
+    evidence: tuple[str, ...]
+    lifted_at: float | None
+    lifted_by: str | None
+
+
+def _record(row: sqlite3.Row) -> BanRecord:
+    try:
+        lines = json.loads(row["evidence"] or "[]")
+    except ValueError:
+        lines = []
+    return BanRecord(id=row["id"], ip=row["ip"], rule=row["rule"], reason=row["reason"],
+                     source=row["source"], by=row["by_whom"], count=row["count"],
+                     banned_at=row["banned_at"], expires=row["expires"],
+                     evidence=tuple(str(x) for x in lines if isinstance(x, str)),
+                     lifted_at=row["lifted_at"], lifted_by=row["lifted_by"])
+
+
 def _ban(row: sqlite3.Row) -> Ban:
     return Ban(ip=row["ip"], rule=row["rule"], reason=row["reason"],
                first_seen=row["first_seen"], last_seen=row["last_seen"], count=row["count"],
@@ -108,16 +139,35 @@ class BanStore:
             conn.execute("INSERT INTO ban_changes (at, pid, action, ip, expires) "
                          "VALUES (?, ?, ?, ?, ?)", (now, os.getpid(), action, ip, expires))
 
+    @staticmethod
+    def _close_log(c: sqlite3.Connection, ips: Iterable[str] | None, now: float,
+                   by: str) -> None:
+        """End the open ``ban_log`` rows of ``ips`` (None: every open row)."""
+        if ips is None:
+            c.execute("UPDATE ban_log SET lifted_at = ?, lifted_by = ? WHERE lifted_at IS NULL",
+                      (now, by))
+            return
+        c.executemany("UPDATE ban_log SET lifted_at = ?, lifted_by = ? "
+                      "WHERE ip = ? AND lifted_at IS NULL", [(now, by, ip) for ip in ips])
+
     # -- writes -------------------------------------------------------------------------------
     def record(self, ip: str, rule: str, reason: str, *, count: int, first_seen: float,
-               last_seen: float, expires: float | None, now: float | None = None) -> Ban:
+               last_seen: float, expires: float | None, now: float | None = None,
+               evidence: Sequence[str] = (), by: str = "") -> Ban:
         """Insert or renew the ban of ``ip`` (active); returns the row.
 
         A renewal of an active ban replaces its expiry and evidence but keeps ``banned_at`` and
-        ``times_banned``; a new ban of a lifted row counts one more time banned.
+        ``times_banned``; a new ban of a lifted row counts one more time banned. Each call also
+        adds a ``ban_log`` row with ``evidence`` (the lines that decided it) and ``by``; the
+        open row a renewal replaces is closed as "replaced".
         """
         now = time.time() if now is None else now
         with self._txn() as c:
+            self._close_log(c, [ip], now, "replaced")
+            c.execute("INSERT INTO ban_log (ip, rule, reason, source, by_whom, count, banned_at, "
+                      "expires, evidence) VALUES (?,?,?,?,?,?,?,?,?)",
+                      (ip, rule, reason, self.source, by or self.source, count, now, expires,
+                       json.dumps([str(x)[:1000] for x in evidence])))
             c.execute(
                 "INSERT INTO bans (ip, rule, reason, first_seen, last_seen, count, banned_at, "
                 "expires, times_banned, active, source) VALUES (?,?,?,?,?,?,?,?,1,1,?) "
@@ -145,6 +195,7 @@ class BanStore:
                     continue
                 c.execute("UPDATE bans SET active = 0, lifted_at = ?, lifted_by = ? "
                           "WHERE ip = ?", (now, by, ip))
+                self._close_log(c, [ip], now, by)
                 self._log_change(c, "unban", ip, None, now)
                 lifted.append(_ban(row))
         return lifted
@@ -156,6 +207,7 @@ class BanStore:
             rows = c.execute("SELECT * FROM bans WHERE active = 1 ORDER BY banned_at").fetchall()
             c.execute("UPDATE bans SET active = 0, lifted_at = ?, lifted_by = ? "
                       "WHERE active = 1", (now, by))
+            self._close_log(c, None, now, by)
             self._log_change(c, "flush", "", None, now)
         return [_ban(r) for r in rows]
 
@@ -165,6 +217,7 @@ class BanStore:
             n = c.execute("DELETE FROM bans WHERE active = 0 AND lifted_at < ?",
                           (older_than,)).rowcount
             n += c.execute("DELETE FROM ban_changes WHERE at < ?", (older_than,)).rowcount
+            c.execute("DELETE FROM ban_log WHERE lifted_at < ?", (older_than,))  # history
         return n
 
     def prune_changes(self, older_than: float) -> int:
@@ -214,3 +267,35 @@ class BanStore:
             (seq, os.getpid())).fetchall()
         return [Change(seq=r["seq"], at=r["at"], pid=r["pid"], action=r["action"], ip=r["ip"],
                        expires=r["expires"]) for r in rows]
+
+    def count_by_rule(self) -> dict[str, int]:
+        """Active bans per rule (for status)."""
+        rows = self._conn().execute("SELECT rule, COUNT(*) FROM bans WHERE active = 1 "
+                                    "GROUP BY rule ORDER BY rule").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def records(self, ip: str, limit: int = 100) -> list[BanRecord]:
+        """The bans made of ``ip`` (``ban_log``), newest first."""
+        rows = self._conn().execute("SELECT * FROM ban_log WHERE ip = ? ORDER BY banned_at "
+                                    "DESC, id DESC LIMIT ?", (ip, limit)).fetchall()
+        return [_record(r) for r in rows]
+
+    def covering(self, ip: str) -> list[Ban]:
+        """Active network bans (CIDR rows) that contain the address or network ``ip``."""
+        import ipaddress
+
+        try:
+            target = ipaddress.ip_network(ip, strict=False)
+        except ValueError:
+            return []
+        rows = self._conn().execute("SELECT * FROM bans WHERE active = 1 AND ip LIKE '%/%'")
+        found = []
+        for row in rows.fetchall():
+            try:
+                net = ipaddress.ip_network(row["ip"], strict=False)
+            except ValueError:
+                continue
+            if net.version == target.version and net != target and target.subnet_of(
+                    net):  # type: ignore[arg-type]
+                found.append(_ban(row))
+        return found

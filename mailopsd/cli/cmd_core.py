@@ -7,7 +7,6 @@ from typing import Any
 
 from mailopsd.cli.common import (
     EXIT_JOB_FAILED,
-    EXIT_NOT_RUNNING,
     EXIT_OK,
     add_json_flag,
     load,
@@ -31,25 +30,39 @@ def register(sub: Any) -> None:
                        "Exits 75 if the job is already running, 1 if it fails.")
     p.add_argument("job", metavar="JOB", help="job id, e.g. learn-spam (see `mailopsd jobs`)")
     p.add_argument("--dry-run", action="store_true",
-                   help="report what the job would do without changing anything")
+                   help="report what the job would do without changing anything (not "
+                   "recorded: `jobs` and catch-up ignore it; never mails)")
     p.set_defaults(handler=cmd_run_job)
 
     p = sub.add_parser("jobs", help="list jobs: schedule, next run, last run and result",
                        description="Every job with its schedule, next run, and its last run's "
-                       "start, result and duration (from the state database).")
+                       "start, result and duration (from the state database). With --history "
+                       "JOB: that job's past runs with their counts (dry runs are not runs and "
+                       "are not recorded).")
+    p.add_argument("--history", metavar="JOB", help="past runs of one job, newest first")
+    p.add_argument("--limit", type=int, default=50, help="with --history: at most this many "
+                   "runs (default 50)")
     add_json_flag(p)
     p.set_defaults(handler=cmd_jobs)
 
-    p = sub.add_parser("status", help="is the daemon running; running jobs; last failures",
-                       description="Show whether the daemon runs, which jobs are running now, "
-                       "and the last result of each job. Exits 3 if the daemon is not running, "
-                       "1 if some enabled job's last run failed.")
+    p = sub.add_parser("status", help="daemon, blocker, Sent fixer and jobs: what runs, "
+                       "what is wrong", description="Show whether the daemon runs; the "
+                       "blocker's followed file, byte position and lag, lines read, active bans "
+                       "per rule, addresses counting toward a ban, backend and last kernel "
+                       "check; the Sent fixer; each job's last real run. Exits 0 when healthy, "
+                       "1 when a service is degraded (following nothing, kernel check failing) "
+                       "or an enabled job's last run failed, 3 when the daemon is not running.")
     add_json_flag(p)
     p.set_defaults(handler=cmd_status)
 
-    p = sub.add_parser("check-config", help="validate the configuration file and exit",
-                       description="Read the configuration and report every mistake at once, "
-                       "each with its dotted key. Exits 0 if valid, 2 if not.")
+    p = sub.add_parser("check-config", help="validate the configuration and the machine it names",
+                       description="Read the configuration (the main file and its mailopsd.d/ "
+                       "drop-ins) and report every mistake at once, each with its dotted key; "
+                       "then check that the paths, users, programs and templates it names "
+                       "exist (warnings). Exits 0 if valid, 2 if not (or, with --strict, if "
+                       "there are warnings).")
+    p.add_argument("--strict", action="store_true",
+                   help="treat warnings about the machine as errors (exit 2)")
     p.set_defaults(handler=cmd_check_config)
 
 
@@ -114,8 +127,14 @@ def _job_rows(cfg: Any) -> list[dict[str, Any]]:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    """Print the job table."""
+    """Print the job table, or one job's history."""
     cfg = load(args, log=False)
+    if args.history:
+        from mailopsd.cli.status_view import history
+        from mailopsd.daemon.registry import job_function
+
+        job_function(args.history)  # unknown job -> exit 2 naming the jobs
+        return history(cfg, args.history, args.json, args.limit)
     rows = _job_rows(cfg)
     if args.json:
         print_json(rows)
@@ -130,37 +149,20 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Daemon liveness, running jobs, last results."""
-    import os
-
-    from mailopsd.core.locks import FileLock, job_lock
+    """Daemon, services and jobs; exit 0 healthy, 1 degraded or failed, 3 not running."""
+    from mailopsd.cli.status_view import collect, print_status
 
     cfg = load(args, log=False)
-    probe = FileLock(os.path.join(cfg.daemon.run_dir, PID_FILE))
-    daemon_running = probe.held_elsewhere()
-    pid = probe.holder() if daemon_running else None
-    rows = _job_rows(cfg)
-    for r in rows:
-        r["running"] = job_lock(cfg.daemon.run_dir, r["job"]).held_elsewhere()
-    failed = [r["job"] for r in rows if r["enabled"] and r["last_result"] == "failed"]
-    data = {"daemon": {"running": daemon_running, "pid": pid}, "jobs": rows, "failed": failed}
+    data, code = collect(cfg, _job_rows(cfg))
     if args.json:
         print_json(data)
     else:
-        print(f"daemon: {'running, pid ' + str(pid) if daemon_running else 'not running'}")
-        print_table(("JOB", "RUNNING", "LAST RUN", "RESULT", "ERROR"), [
-            (r["job"], "yes" if r["running"] else "no",
-             (r["last_run"] or "never").replace("T", " "), r["last_result"] or "-",
-             (r["last_error"] or "")[:60]) for r in rows])
-    if not daemon_running:
-        return EXIT_NOT_RUNNING
-    return EXIT_JOB_FAILED if failed else EXIT_OK
+        print_status(data)
+    return code
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate the config (ConfigError becomes exit 2 in main)."""
-    from mailopsd.core.config import config_path_from
+    """Validate the config and the machine (ConfigError becomes exit 2 in main)."""
+    from mailopsd.cli.cmd_config import check_config
 
-    load(args, log=False)
-    print(f"{config_path_from(args.config)}: configuration is valid")
-    return EXIT_OK
+    return check_config(args)

@@ -45,18 +45,18 @@ def _load_config(explicit: str | None) -> tuple[Any, str]:
     Raises ConfigError if a file named by --config or $MAILOPSD_CONFIG is unusable, or if the
     default file exists and is readable but invalid.
     """
-    import os
-
     from mailopsd.core.config import (
         DEFAULT_CONFIG_PATH,
         config_path_from,
         load_config,
         parse_config,
     )
+    from mailopsd.core.config.sources import all_readable
 
     path = config_path_from(explicit)
-    if path == DEFAULT_CONFIG_PATH and not os.access(path, os.R_OK):
-        # post-email runs as the mail user: the daemon's config may well be root-only.
+    if path == DEFAULT_CONFIG_PATH and not all_readable(path):
+        # post-email runs as the mail user: the daemon's config (or a drop-in of it) may well
+        # be root-only; then the defaults, never half of the configuration.
         return parse_config({}, "(defaults)"), "defaults"
     return load_config(path), path
 

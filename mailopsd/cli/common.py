@@ -65,3 +65,21 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     """--json for commands whose output is a table."""
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    """Accept --config and --log-level after a command name too (``mailopsd scan-log --config
+    X FILE``), on every subcommand; SUPPRESS keeps a value given before the command."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for sub in set(action.choices.values()):
+            known = {s for a in sub._actions for s in a.option_strings}
+            if "--config" not in known:
+                flags = ["--config"] if "-c" in known else ["-c", "--config"]
+                sub.add_argument(*flags, metavar="FILE", default=argparse.SUPPRESS,
+                                 help="configuration file (as before the command)")
+            if "--log-level" not in known:
+                sub.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                                 default=argparse.SUPPRESS, help="override logging.level")
+            add_global_options(sub)

@@ -8,16 +8,24 @@ import sys
 from collections.abc import Sequence
 
 from mailopsd import __version__
-from mailopsd.cli.common import EXIT_BUSY, EXIT_CODES_HELP, EXIT_JOB_FAILED, EXIT_USAGE
+from mailopsd.cli.common import (
+    EXIT_BUSY,
+    EXIT_CODES_HELP,
+    EXIT_JOB_FAILED,
+    EXIT_USAGE,
+    add_global_options,
+)
 
 # Each module has register(subparsers); handlers are set with set_defaults(handler=fn).
 COMMAND_MODULES = (
     "mailopsd.cli.cmd_core",
+    "mailopsd.cli.cmd_config",
     "mailopsd.cli.cmd_scan",
     "mailopsd.cli.cmd_bans",
     "mailopsd.cli.cmd_post_email",
     "mailopsd.cli.cmd_bayes",
     "mailopsd.cli.cmd_sent",
+    "mailopsd.cli.cmd_health",  # issue 18: health, tls-deploy
     "mailopsd.cli.cmd_reload",
 )
 
@@ -29,8 +37,10 @@ server-made copies in users' Sent folders. Run it as a systemd service (`mailops
 one job now with `mailopsd run-job ID`."""
 
 EPILOG = f"""\
-configuration: --config FILE, else $MAILOPSD_CONFIG, else /etc/mailopsd/mailopsd.toml
-  (`mailopsd check-config` validates it; etc/mailopsd.toml is the commented reference).
+configuration: --config FILE, else $MAILOPSD_CONFIG, else /etc/mailopsd/mailopsd.toml,
+  then the drop-ins mailopsd.d/*.toml beside it. `mailopsd check-config` validates it,
+  `mailopsd config show --non-default` prints what it changes; every key is in
+  /usr/share/doc/mailopsd/mailopsd.reference.toml (docs/ in the source).
 
 {EXIT_CODES_HELP}"""
 
@@ -49,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    add_global_options(parser)  # --config / --log-level after the command name too
     return parser
 
 

@@ -14,7 +14,9 @@ import logging
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import MutableMapping
+from datetime import datetime
 from typing import Any, TextIO
 
 import structlog
@@ -136,8 +138,9 @@ def configure(target: str = "auto", level: str = "info",
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=False),
+        _timestamp,  # ISO 8601 local time WITH its offset (structlog's "iso" has none)
         structlog.processors.format_exc_info,
+        _capture,
         renderer,
     ]
     structlog.configure(
@@ -192,3 +195,33 @@ def bind_job(job: str) -> None:
 def unbind_job() -> None:
     """Remove the JOB binding from this thread's events."""
     structlog.contextvars.unbind_contextvars("job")
+
+
+# -- the last events of a job run, quoted in its failure mail (mailopsd.daemon.notify) ---------
+_captures: dict[str, deque[str]] = {}
+
+
+def capture_job_events(job: str, keep: int = 20) -> deque[str]:
+    """Keep the last ``keep`` events carrying JOB=<job> (as text) until end_capture(job)."""
+    buf: deque[str] = deque(maxlen=keep)
+    _captures[job] = buf
+    return buf
+
+
+def end_capture(job: str) -> None:
+    """Stop keeping events of ``job``."""
+    _captures.pop(job, None)
+
+
+def _timestamp(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+    event["timestamp"] = datetime.now().astimezone().isoformat(timespec="microseconds")
+    return event
+
+
+def _capture(_logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    if _captures:
+        buf = _captures.get(str(event.get("job", "")))
+        if buf is not None:
+            buf.append(f"{event.get('timestamp', '')} {event.get('level', method)} "
+                       f"{_message(event)}"[:2000])
+    return event

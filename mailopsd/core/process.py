@@ -65,12 +65,18 @@ def run(argv: Sequence[str], *, timeout: float, account: Account | None = None,
     kwargs: dict[str, object] = {}
     if account is not None and os.geteuid() == 0:
         kwargs.update(user=account.uid, group=account.gid, extra_groups=[])
+    workdir = cwd or (account.home if account else "/")
+    if not os.path.isdir(workdir):
+        # Popen would say "cannot run sa-learn: No such file or directory" for a missing cwd
+        whose = f"{account.name}'s home directory" if account and not cwd else "working directory"
+        log.error("command_failed", argv=argv, error=f"{whose} {workdir} does not exist")
+        raise ProcessError(f"{whose} {workdir} does not exist; {argv[0]} was not run", argv)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else
                                 subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=child_env(account, env),
-                                cwd=cwd or (account.home if account else "/"), umask=umask,
+                                cwd=workdir, umask=umask,
                                 start_new_session=True, close_fds=True, **kwargs)  # type: ignore[call-overload]
     except OSError as exc:
         log.error("command_failed", argv=argv, error=str(exc))

@@ -22,7 +22,8 @@ from mailopsd.core.errors import StateError
 DB_NAME = "state.db"
 
 # (version, purpose, SQL). Append only once a version has landed on main; never edit a landed one.
-# Areas own their migrations: 1 core, 2 log follower, 3 blocker, 4 copy-to-Sent.
+# Areas own their migrations: 1 core, 2 log follower, 3 blocker, 4 copy-to-Sent,
+# 7 ban history and failure mails (numbers may have gaps: every one above the stored runs).
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "job history", """
         CREATE TABLE job_runs (
@@ -98,6 +99,30 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         CREATE INDEX sent_pending_by_id ON sent_pending (exim_id);
     """),
+    (7, "ban history with evidence; failure mails sent", """
+        CREATE TABLE ban_log (              -- one row per ban made (bans keeps only the latest)
+            id INTEGER PRIMARY KEY,
+            ip TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL,           -- daemon | cli
+            by_whom TEXT NOT NULL DEFAULT '',  -- "mailopsd" or the admin's login (cli)
+            count INTEGER NOT NULL DEFAULT 0,
+            banned_at REAL NOT NULL,
+            expires REAL,                   -- NULL = permanent
+            evidence TEXT NOT NULL DEFAULT '[]',  -- JSON list: the log lines that decided it
+            lifted_at REAL,
+            lifted_by TEXT                  -- expired | cli | flush | replaced
+        );
+        CREATE INDEX ban_log_by_ip ON ban_log (ip, banned_at);
+        -- dry runs were once recorded as runs: catch-up and `jobs` must not read them
+        DELETE FROM job_runs WHERE counts LIKE '%"dry_run": true%';
+        CREATE TABLE notify_sent (          -- failure mails: at most one per key per interval
+            key TEXT PRIMARY KEY,           -- job id, or service:<id>
+            sent_at REAL NOT NULL,
+            suppressed INTEGER NOT NULL DEFAULT 0
+        );
+    """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -144,7 +169,9 @@ class StateDB:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
         except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"cannot open state database {self.path}: {exc}") from exc
+            # sqlite says only "unable to open database file": say what an admin must do
+            hint = "; run as root" if os.geteuid() != 0 else ""
+            raise StateError(f"cannot open state database {self.path}: {exc}{hint}") from exc
         with self._lock:
             if not self._migrated:
                 migrate(conn, self.path)

@@ -20,12 +20,14 @@ class Account:
     home: str
 
     @classmethod
-    def lookup(cls, name: str) -> Account:
-        """The passwd entry for a user; raises MailopsError if there is none."""
+    def lookup(cls, name: str, key: str = "") -> Account:
+        """The passwd entry for a user; raises MailopsError if there is none (naming the
+        config ``key`` that holds the name, when given)."""
         try:
             pw = pwd.getpwnam(name)
         except KeyError:
-            raise MailopsError(f"no such user {name!r}") from None
+            where = f"{key}: " if key else ""
+            raise MailopsError(f"{where}no such user {name!r}") from None
         return cls(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
 
 

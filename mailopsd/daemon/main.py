@@ -23,6 +23,7 @@ from mailopsd.core.state import StateDB
 from mailopsd.daemon.runner import run_job
 from mailopsd.daemon.scheduling import make_scheduler, schedule_jobs
 from mailopsd.daemon.services import Services
+from mailopsd.daemon.status import StatusWriter
 
 
 class Daemon:
@@ -40,6 +41,7 @@ class Daemon:
         self._wake = threading.Event()
         self._stop = False
         self._reload = False
+        self.status_writer: StatusWriter | None = None
 
     def _schedule_jobs(self) -> None:
         schedule_jobs(self.scheduler, self.config, self.state, self._run_scheduled, self.log)
@@ -145,6 +147,8 @@ class Daemon:
         self._schedule_jobs()
         self.scheduler.start()
         self.services.start(self.config, self.state)
+        self.status_writer = StatusWriter(self)  # `mailopsd status` reads its snapshot
+        self.status_writer.start()
         self.log.info("daemon_started", pid=os.getpid(), config=self.config_path,
                       jobs=[j.id for j in self.scheduler.get_jobs()],
                       services=self.services.ids())
@@ -184,6 +188,8 @@ class Daemon:
             # their threads die with the process: record them as cancelled, not "running"
             marked = self.state.cancel_own_runs("stopped by SIGTERM before the job ended")
             self.log.error("jobs_still_running_at_stop", jobs=left, marked_cancelled=marked)
+        if self.status_writer is not None:
+            self.status_writer.stop()
         self.services.stop(max(1.0, deadline - time.monotonic()))
         self.log.info("daemon_stopped")
         return 0

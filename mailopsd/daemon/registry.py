@@ -37,6 +37,7 @@ JOBS: dict[str, tuple[str, str, str]] = {
 SERVICES: dict[str, str] = {
     "blocker": "mailopsd.blocker.service:create",
     "sent-fixer": "mailopsd.sent.service:create",
+    "health": "mailopsd.health.service:create",  # issue 18
 }
 
 

@@ -2,7 +2,9 @@
 
 A run takes the job's lock (a flock in the run dir, so the daemon and a run-job in another
 process exclude each other), records itself in the state database, binds JOB=<id> to every event,
-enforces the job's timeout by setting its cancel event, and records how it ended.
+enforces the job's timeout by setting its cancel event, and records how it ended. A dry run is
+not recorded (catch-up and ``mailopsd jobs`` read only real runs). A real run that fails mails
+``notify.mail_to`` (see notify.py), whoever started it: the scheduler, a catch-up or run-job.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from mailopsd.core.config.schema import Config
 from mailopsd.core.config.types import format_duration
 from mailopsd.core.errors import JobCancelled, MailopsError
 from mailopsd.core.locks import job_lock
-from mailopsd.core.logs import bind_job, get_logger, unbind_job
+from mailopsd.core.logs import bind_job, capture_job_events, end_capture, get_logger, unbind_job
 from mailopsd.core.state import StateDB
 from mailopsd.daemon.registry import job_function
 
@@ -85,7 +87,8 @@ def run_job(job: str, config: Config, state: StateDB, *, trigger: str = "run-job
     log = get_logger(f"jobs.{job}")
     bind_job(job)
     started = time.monotonic()
-    run_id = state.job_started(job, trigger)
+    run_id = None if dry_run else state.job_started(job, trigger)
+    recent = capture_job_events(job)
     result, counts, error = "failed", {}, None
     try:
         log.info("job_started", trigger=trigger, dry_run=dry_run)
@@ -111,7 +114,8 @@ def run_job(job: str, config: Config, state: StateDB, *, trigger: str = "run-job
         timer.cancel()
         duration = time.monotonic() - started
         try:
-            state.job_finished(run_id, result, counts, error)
+            if run_id is not None:
+                state.job_finished(run_id, result, counts, error)
         finally:
             lock.release()
         fields: dict[str, Any] = {"result": result, "duration": round(duration, 3), **counts}
@@ -121,5 +125,18 @@ def run_job(job: str, config: Config, state: StateDB, *, trigger: str = "run-job
             log.warning("job_cancelled", error=error, **fields)
         else:
             log.error("job_failed", error=error, **fields)
+        end_capture(job)
+        if result == "failed" and not dry_run:
+            _notify(config, state, job, trigger, error, duration, list(recent))
         unbind_job()
     return RunOutcome(job, result, duration, counts, error)
+
+
+def _notify(config: Config, state: StateDB, job: str, trigger: str, error: str | None,
+            duration: float, lines: list[str]) -> None:
+    from mailopsd.daemon.notify import send_failure_mail
+
+    send_failure_mail(config, state, job, f"job {job} failed", [
+        ("job", job), ("error", error or "?"), ("started by", trigger),
+        ("duration", format_duration(duration)),
+        ("rerun", f"mailopsd run-job {job}")], lines)

@@ -30,8 +30,8 @@ missing one, OSError for I/O errors):
   ``.locate(ref)`` (after a client renamed it), ``.inodes()``, ``.unlink(ref)``,
   ``.link_into(ref, dest, add_flags=)``, ``.write_message(data, ...)``,
   ``.replace_message(ref, data, add_flags=)``;
-- ``MessageRef`` (JSON-able, ``.same(other)``), ``split_info``, ``with_flags``,
-  ``unique_name``, ``check_folder_name``, ``valid_message_name``, ``open_dir``, ``fsync_dir``.
+- ``MessageRef`` (JSON-able, ``.same(other)``),
+  ``open_dir``, ``fsync_dir``; names and flags in ``mailopsd.maildir.names``.
 
 Operations for the as-user worker built on these live in ``mailopsd.maildir.ops``.
 """
@@ -40,21 +40,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import os
-import socket
 import stat
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from mailopsd.core.errors import MailopsError, UnsafePathError
+from mailopsd.maildir.names import (
+    check_folder_name,
+    split_info,
+    unique_name,
+    valid_message_name,
+    with_flags,
+)
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 O_MSG = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 CHUNK = 1 << 20
-_counter = itertools.count()
 
 
 class FolderMissing(MailopsError):
@@ -92,41 +95,6 @@ class MessageRef:
         if ref.subdir not in ("new", "cur") or not valid_message_name(ref.name):
             raise ValueError("bad message reference")
         return ref
-
-
-def valid_message_name(name: str) -> bool:
-    """True for a plausible message file name: not hidden, no slash or NUL."""
-    return bool(name) and not name.startswith(".") and "/" not in name and "\x00" not in name
-
-
-def split_info(name: str) -> tuple[str, str | None]:
-    """Split ``base:2,FLAGS`` into (base, flags); flags is None without a ``:2,`` suffix."""
-    base, sep, info = name.partition(":")
-    if not sep or not info.startswith("2,"):
-        return base, None
-    return base, info[2:]
-
-
-def with_flags(name: str, add: str = "", remove: str = "") -> str:
-    """The name with flags added/removed, in ASCII order; unknown flags are kept.
-
-    A name with a non-``2,`` info suffix is returned unchanged (we do not understand it).
-    """
-    base, flags = split_info(name)
-    if flags is None:
-        if ":" in name:
-            return name
-        flags = ""
-    kept = (set(flags) | set(add)) - set(remove)
-    return f"{base}:2,{''.join(sorted(kept))}"
-
-
-def unique_name(size: int | None = None) -> str:
-    """A new Maildir base name ``<sec>.M<usec>P<pid>Q<n>.<host>[,S=<size>]``."""
-    now = time.time()
-    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
-    name = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_counter)}.{host}"
-    return f"{name},S={size}" if size is not None else name
 
 
 def open_dir(name: str, *, dir_fd: int | None, uid: int) -> int:
@@ -399,10 +367,3 @@ class Maildir:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def check_folder_name(name: str) -> None:
-    """Raise ValueError unless ``name`` is one Maildir++ folder (``.Name``, spaces allowed)."""
-    if (not name.startswith(".") or name in (".", "..") or "/" in name
-            or any(ord(c) < 32 for c in name)):
-        raise ValueError(f"{name!r} is not a Maildir++ folder name (like '.INBOX.Spam')")

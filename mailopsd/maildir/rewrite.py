@@ -17,15 +17,8 @@ import stat
 from typing import Any
 
 from mailopsd.core.errors import UnsafePathError
-from mailopsd.maildir.folder import (
-    O_MSG,
-    Folder,
-    MessageRef,
-    fsync_dir,
-    split_info,
-    unique_name,
-    with_flags,
-)
+from mailopsd.maildir.folder import O_MSG, Folder, MessageRef, fsync_dir
+from mailopsd.maildir.names import split_info, unique_name, with_flags
 
 _RENAME_NOREPLACE = 1
 

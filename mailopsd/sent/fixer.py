@@ -23,14 +23,8 @@ from mailopsd.core.config.schema import Config
 from mailopsd.core.errors import MailopsError, UnsafePathError
 from mailopsd.core.logs import get_logger
 from mailopsd.core.users import Account, mailbox_accounts
-from mailopsd.maildir.folder import (
-    Folder,
-    FolderMissing,
-    Maildir,
-    MessageRef,
-    split_info,
-    valid_message_name,
-)
+from mailopsd.maildir.folder import Folder, FolderMissing, Maildir, MessageRef
+from mailopsd.maildir.names import split_info, valid_message_name
 from mailopsd.maildir.rewrite import open_exact, rename_with_flags, replace_streaming
 from mailopsd.sent.addresses import Address, bcc_addresses, parse_address_list
 from mailopsd.sent.message import Header, HeaderError, bcc_field, is_submission, read_header

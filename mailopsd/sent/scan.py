@@ -8,12 +8,8 @@ from collections import Counter
 
 from mailopsd.core.errors import UnsafePathError
 from mailopsd.core.users import Account
-from mailopsd.maildir.folder import (
-    FolderMissing,
-    MessageRef,
-    split_info,
-    valid_message_name,
-)
+from mailopsd.maildir.folder import FolderMissing, MessageRef
+from mailopsd.maildir.names import split_info, valid_message_name
 from mailopsd.maildir.rewrite import finish_batch
 from mailopsd.sent.fixer import FIXED, PENDING, SentFixer
 
@@ -38,6 +34,15 @@ def scan_user(fixer: SentFixer, account: Account, *, since: float,
     except UnsafePathError as exc:
         fixer.log.warning("sent_folder_unsafe", user=account.name, error=str(exc))
         counts["unsafe"] += 1
+        return counts
+    except OSError as exc:
+        # a passwd user in range without a home (a service account, a removed home): name
+        # the user and go on with the others
+        home_gone = not os.path.isdir(account.home)
+        fixer.log.warning("sent_user_skipped", user=account.name, home=account.home,
+                          reason="home directory does not exist" if home_gone
+                          else f"cannot open the Maildir: {exc.strerror or exc}")
+        counts["users_skipped"] += 1
         return counts
     present: set[str] = set()
     batched = 0

@@ -247,17 +247,15 @@ class SentService:
             fixer.open_folder(acct).close()
         except (MailopsError, OSError):
             return False
-        from watchdog.events import FileCreatedEvent, FileMovedEvent
-
         # ONE recursive watch on the folder, not one per new/ and cur/: watchdog holds an
         # unpaired IN_MOVED_FROM for 0.5 s and everything queued behind it waits, so the
         # new/ -> cur/ renames (Dovecot's, ours) must pair up inside one watch.
         base = os.path.abspath(os.path.join(acct.home, self.config.mailboxes.maildir,
                                             self.cfg.folder))
         try:
-            watch = self._observer.schedule(
-                _Handler(self, acct.name, base), base, recursive=True,
-                event_filter=[FileCreatedEvent, FileMovedEvent])
+            # no event_filter=: Debian 12's watchdog 2.2.1 lacks it; the handler filters
+            watch = self._observer.schedule(_Handler(self, acct.name, base), base,
+                                            recursive=True)
         except OSError as exc:
             self.log.warning("sent_watch_failed", user=acct.name, path=base, error=str(exc))
             return False
@@ -280,7 +278,7 @@ class _Handler:
         self.dirs = {os.path.join(base, "new"): "new", os.path.join(base, "cur"): "cur"}
 
     def dispatch(self, event: Any) -> None:
-        if event.is_directory:
+        if event.is_directory or event.event_type not in ("created", "moved"):
             return
         target = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
         sub = self.dirs.get(os.path.dirname(target))

@@ -108,7 +108,8 @@ class BayesDB:
     def from_config(cls, config: Any) -> BayesDB:
         """The database ``[spamassassin]`` names; raises MailopsError for an unknown owner."""
         sa = config.spamassassin
-        return cls(Account.lookup(sa.bayes_owner), sa.bayes_path, config.binaries.sa_learn)
+        return cls(Account.lookup(sa.bayes_owner, "spamassassin.bayes_owner"), sa.bayes_path,
+                   config.binaries.sa_learn)
 
     @property
     def prefix(self) -> str:

@@ -56,6 +56,7 @@ def sandbox_config(root: Path, **sections: Mapping[str, Any]) -> dict[str, Any]:
         "logging": {"target": "json", "level": "debug"},
         "blocker": {"enabled": False},
         "sent": {"enabled": False},
+        "health": {"enabled": False},  # issue 18: no host spool/DNS/TLS checks in tests
     }
     for name, values in sections.items():
         merged = dict(cfg.get(name, {}))

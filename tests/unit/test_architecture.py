@@ -25,6 +25,7 @@ LAYERS: dict[str, set[str]] = {
     "blocker": {CORE, "logtail", "firewall"},
     "sent": {CORE, "logtail", "maildir"},
     "daemon": {CORE},
+    "health": {CORE, "spam"},  # issue 18
 }
 TOP = {"cli", "jobs", "(top)"}  # may import anything below them
 

@@ -39,14 +39,15 @@ def test_list_shows_active_bans_and_history_on_request(
     store.record("192.0.2.8", "flood", "", count=30, first_seen=now, last_seen=now,
                  expires=now + 60, now=now)
     store.lift(["192.0.2.8"], "expired")
-    rc, out, _ = run(cfg, capsys, "list")
+    rc, out, _ = run(cfg, capsys, "list", "--no-kernel")
     assert rc == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["IP", "RULE", "COUNT", "BANNED", "EXPIRES", "TIMES", "REASON"]
+    assert lines[0].split() == ["IP", "RULE", "COUNT", "BANNED", "EXPIRES", "TIMES", "KERNEL",
+                                "REASON"]
     assert lines[2].split()[:3] == ["192.0.2.7", "no-rdns", "11"]
     assert "in 59m" in lines[2] or "in 1h" in lines[2]
     assert "permanent" in lines[3] and "192.0.2.8" not in out
-    rc, out, _ = run(cfg, capsys, "list", "--all", "--json")
+    rc, out, _ = run(cfg, capsys, "list", "--all", "--json", "--no-kernel")
     rows = {r["ip"]: r for r in json.loads(out)}
     assert rows["192.0.2.8"]["active"] is False and rows["192.0.2.8"]["lifted_by"] == "expired"
     assert rows["192.0.2.8"]["expires_in"] is None

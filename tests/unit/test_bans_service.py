@@ -134,7 +134,8 @@ def test_replayed_old_lines_do_not_ban(tmp_path: Path, events: Any) -> None:
 
 def test_start_lifts_expired_and_restores_the_rest_in_one_call(tmp_path: Path,
                                                                events: Any) -> None:
-    svc, fw, _ = make(tmp_path)
+    # ignore_self off: 192.0.2.2 may be one of this machine's own (never banned) addresses
+    svc, fw, _ = make(tmp_path, ignore_self=False)
     store = BanStore(svc.state)
     now = time.time()
     store.record("192.0.2.1", "no-rdns", "", count=3, first_seen=0, last_seen=0,
@@ -151,6 +152,22 @@ def test_start_lifts_expired_and_restores_the_rest_in_one_call(tmp_path: Path,
         unban = [e for e in events() if e["event"] == "ip_unbanned"]
         assert [(e["ip"], e["why"], e["while_stopped"]) for e in unban] == [
             ("192.0.2.1", "expired", True)]
+    finally:
+        svc.stop(5)
+
+
+def test_start_lets_go_of_bans_of_addresses_now_ignored(tmp_path: Path, events: Any) -> None:
+    svc, fw, _ = make(tmp_path, ignore=["203.0.113.0/28"])
+    store = BanStore(svc.state)
+    for ip in ("203.0.113.5", "203.0.113.99"):
+        store.record(ip, "no-rdns", "", count=3, first_seen=0, last_seen=0,
+                     expires=time.time() + 600)
+    svc.start()
+    try:
+        assert set(fw.bans) == {"203.0.113.99"}
+        assert [b.ip for b in store.active()] == ["203.0.113.99"]
+        unban = [e for e in events() if e["event"] == "ip_unbanned"]
+        assert [(e["ip"], e["why"]) for e in unban] == [("203.0.113.5", "ignored")]
     finally:
         svc.stop(5)
 

@@ -58,9 +58,9 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, object
     return out
 
 
-def test_scan_log_works_without_a_config_file(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    data = run_json(capsys, "scan-log", str(sample_log(tmp_path / "mainlog")))
+def test_scan_log_with_no_config_uses_the_built_in_rules(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "scan-log", "--no-config", str(sample_log(tmp_path / "mainlog")))
     assert data["lines"] == 35
     rules = data["rules"]
     assert isinstance(rules, dict)
@@ -73,7 +73,7 @@ def test_scan_log_works_without_a_config_file(tmp_path: Path,
 
 
 def test_scan_log_table_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["scan-log", str(sample_log(tmp_path / "mainlog"))]) == 0
+    assert main(["scan-log", "--no-config", str(sample_log(tmp_path / "mainlog"))]) == 0
     out = capsys.readouterr().out
     assert "35 lines in" in out and "lines/s" in out
     assert "2 ban(s) would be made" in out
@@ -115,15 +115,16 @@ def test_scan_log_reads_gzip_and_stdin(tmp_path: Path, capsys: pytest.CaptureFix
     plain = sample_log(tmp_path / "mainlog").read_bytes()
     gz = tmp_path / "mainlog.2.gz"
     gz.write_bytes(gzip.compress(plain))
-    assert len(run_json(capsys, "scan-log", str(gz))["bans"]) == 2  # type: ignore[arg-type]
-    r = subprocess.run([sys.executable, "-m", "mailopsd", "scan-log", "--json", "-"],
+    assert len(run_json(capsys, "scan-log", "--no-config", str(gz))["bans"]) == 2  # type: ignore[arg-type]
+    r = subprocess.run([sys.executable, "-m", "mailopsd", "scan-log", "--no-config", "--json",
+                        "-"],
                        input=plain, capture_output=True, check=True, cwd=REPO,
                        env={**os.environ, "MAILOPSD_CONFIG": ""})
     assert json.loads(r.stdout)["lines"] == 35
 
 
 def test_scan_log_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["scan-log", str(tmp_path / "missing")]) == 2
+    assert main(["scan-log", "--no-config", str(tmp_path / "missing")]) == 2
     assert "cannot read" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
     bad.write_text("[blocker.rules.x]\nregex = '('\n")

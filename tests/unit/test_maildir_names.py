@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailopsd.maildir.folder import (
-    MessageRef,
+from mailopsd.maildir.folder import MessageRef
+from mailopsd.maildir.names import (
     check_folder_name,
     split_info,
     unique_name,

@@ -27,13 +27,13 @@ def opt(default: Any = dataclasses.MISSING, *, key: str | None = None,
 def positive(value: float) -> None:
     """Validator: the number must be > 0."""
     if value <= 0:
-        raise ValueError(f"must be greater than 0 (got {value})")
+        raise ValueError(f"must be greater than 0 (got {float(value):g})")
 
 
 def non_negative(value: float) -> None:
     """Validator: the number must be >= 0."""
     if value < 0:
-        raise ValueError(f"must be 0 or more (got {value})")
+        raise ValueError(f"must be 0 or more (got {float(value):g})")
 
 
 def cron(value: str) -> None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from mailopsd.core.config.types import AbsPath, Duration, Network
+from mailopsd.core.config.hints import kind, show, unknown_key_hint
+from mailopsd.core.config.sources import Sources, read_sources
+from mailopsd.core.config.types import AbsPath, Duration, KeyedProblems, Network
 from mailopsd.core.errors import ConfigError, ConfigProblem
 
 DEFAULT_CONFIG_PATH = "/etc/mailopsd/mailopsd.toml"
@@ -47,9 +47,13 @@ def _describe(tp: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
     if origin in (tuple, list):
         return f"a list of {_describe(get_args(tp)[0])}"
+    if origin is dict:
+        return "a table of tables"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in get_args(tp) if a is not type(None))
     if dataclasses.is_dataclass(tp):
         return "a table"
-    return str(tp)
+    return getattr(tp, "__name__", "a value")
 
 
 class _Builder:
@@ -61,16 +65,14 @@ class _Builder:
 
     def build(self, cls: type[T], data: object, prefix: str) -> T | None:
         if not isinstance(data, dict):
-            self.problem(prefix, f"expected a table, got {type(data).__name__}")
+            self.problem(prefix, f"expected a table, got {kind(data)} {show(data)}")
             return None
         hints = get_type_hints(cls)
         known = {toml_key(f): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         for key in data:
             if key not in known:
                 dotted = f"{prefix}.{key}" if prefix else key
-                close = [k for k in known if k.replace("-", "_") == key.replace("-", "_")]
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.problem(dotted, f"unknown key{hint}")
+                self.problem(dotted, unknown_key_hint(key, data[key], known, prefix))
         kwargs: dict[str, Any] = {}
         ok = True
         for key, f in known.items():
@@ -89,6 +91,11 @@ class _Builder:
             if check is not None:
                 try:
                     check(value)
+                except KeyedProblems as exc:  # per-entry problems of a table of tables
+                    for sub, message in exc.problems:
+                        self.problem(f"{dotted}.{sub}", message)
+                    ok = False
+                    continue
                 except ValueError as exc:
                     self.problem(dotted, str(exc))
                     ok = False
@@ -154,7 +161,7 @@ class _Builder:
         raise TypeError(f"unsupported type {tp!r} in schema at {dotted}")
 
     def _bad(self, dotted: str, tp: Any, value: object) -> object:
-        self.problem(dotted, f"expected {_describe(tp)}, got {value!r}")
+        self.problem(dotted, f"expected {_describe(tp)}, got {show(value)}")
         return _MISSING
 
 
@@ -173,15 +180,22 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Any:
 
 
 def load_config(path: str | os.PathLike[str]) -> Any:
-    """Read and validate a config file; raises ConfigError (with every problem) if it is bad."""
-    p = Path(path)
+    """Read and validate a config file and its drop-ins; raises ConfigError (every problem,
+    each naming the drop-in file that set the key) if it is bad."""
+    return load_config_sources(path)[0]
+
+
+def load_config_sources(path: str | os.PathLike[str]) -> tuple[Any, Sources]:
+    """Like load_config, and also which files were read and which file set each key."""
+    sources = read_sources(path)
     try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError([ConfigProblem("(file)", f"cannot read {p}: {exc.strerror}")],
-                          str(p)) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError([ConfigProblem("(syntax)", str(exc))], str(p)) from None
-    return parse_config(data, str(p))
+        cfg = parse_config(sources.data, str(path))
+    except ConfigError as exc:
+        problems = []
+        for p in exc.problems:
+            origin = sources.file_of(p.key)
+            if origin is not None and origin != str(path):
+                p = ConfigProblem(p.key, f"{p.message} [in {origin}]")
+            problems.append(p)
+        raise ConfigError(problems, exc.source) from None
+    return cfg, sources

@@ -9,6 +9,7 @@ stable name (used in config keys, events, the bans table and the CLI) and fail2b
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 MINUTE = 60.0
@@ -65,9 +66,16 @@ def check_regex(value: str) -> None:
 
     Raises ValueError saying what is wrong.
     """
-    try:
-        pattern = re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression: {exc}") from None
+    with warnings.catch_warnings(record=True) as caught:
+        # Python warns (FutureWarning) about patterns whose meaning will change, e.g. "[[a]":
+        # say so plainly as a config error instead of letting a raw warning reach the admin
+        warnings.simplefilter("always")
+        try:
+            pattern = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+    for w in caught:
+        raise ValueError(f"ambiguous regular expression: {w.message}; escape the character "
+                         "with a backslash (e.g. \\[ for a literal '[')")
     if "ip" not in pattern.groupindex:
         raise ValueError("needs a named group (?P<ip>...) capturing the client address")

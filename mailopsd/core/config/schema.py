@@ -12,6 +12,8 @@ from typing import Literal
 from mailopsd.core.config.common import JobSettings, cron, non_negative, opt, positive
 from mailopsd.core.config.schema_blocker import BlockerConfig
 from mailopsd.core.config.schema_forwards import MakeForwardsJob, PostEmailConfig
+from mailopsd.core.config.schema_health import HealthConfig, MetricsConfig, TlsDeployConfig
+from mailopsd.core.config.schema_notify import NotifyConfig
 from mailopsd.core.config.schema_sent import SentConfig
 from mailopsd.core.config.schema_spam import (
     BayesBackupJob,
@@ -66,6 +68,7 @@ class BinariesConfig:
     iptables_legacy: AbsPath = opt(AbsPath("/usr/sbin/iptables-legacy"))
     ip6tables_legacy: AbsPath = opt(AbsPath("/usr/sbin/ip6tables-legacy"))
     doveadm: AbsPath = opt(AbsPath("/usr/bin/doveadm"))
+    sendmail: AbsPath = opt(AbsPath("/usr/sbin/sendmail"), doc="sends [notify] mails")
     python3: AbsPath = opt(AbsPath("/usr/bin/python3"),
                            doc="runs small file steps as another user (sa-update snapshot)")
 
@@ -129,6 +132,10 @@ class Config:
     spamassassin: SpamAssassinConfig = opt(factory=SpamAssassinConfig)
     sent: SentConfig = opt(factory=SentConfig)
     post_email: PostEmailConfig = opt(key="post-email", factory=PostEmailConfig)
+    metrics: MetricsConfig = opt(factory=MetricsConfig)  # issue 18
+    health: HealthConfig = opt(factory=HealthConfig)  # issue 18
+    tls_deploy: TlsDeployConfig = opt(key="tls-deploy", factory=TlsDeployConfig)  # issue 18
+    notify: NotifyConfig = opt(factory=NotifyConfig)
 
 
 def validate_config(cfg: Config) -> list[tuple[str, str]]:

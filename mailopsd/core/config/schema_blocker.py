@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass
 
 from mailopsd.core.config.common import non_negative, opt, positive
+from mailopsd.core.config.hints import did_you_mean, show
 from mailopsd.core.config.rule_names import BUILTIN_RULES, RESERVED_NAMES, check_regex
 from mailopsd.core.config.schema_firewall import FirewallConfig, FloodConfig
-from mailopsd.core.config.types import AbsPath, Duration, Network
+from mailopsd.core.config.types import AbsPath, Duration, KeyedProblems, Network
 
 _RULE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
@@ -34,7 +35,7 @@ class BanTime(float):
             seconds = Duration.parse(value)
         except ValueError:
             raise ValueError("expected a duration such as \"1h\", \"7d\", or \"permanent\" "
-                             f"(got {value!r})") from None
+                             f"(got {show(value)})") from None
         if seconds <= 0:
             raise ValueError("a ban must last more than 0 seconds (use \"permanent\" for ever)")
         return cls(float(seconds))
@@ -59,21 +60,28 @@ def _factor(value: float) -> None:
 
 
 def _rule_names(rules: dict[str, RuleConfig]) -> None:
-    """Validator of [blocker.rules]: built-in names, or custom rules that have a regex."""
-    problems = []
+    """Validator of [blocker.rules]: built-in names, or custom rules that have a regex.
+
+    Raises KeyedProblems, one per bad rule, each with a "did you mean" for a near built-in name.
+    """
+    problems: list[tuple[str, str]] = []
     for name, rule in rules.items():
+        close = did_you_mean(name, BUILTIN_RULES)
+        hint = f" (did you mean {close!r}?)" if close and close != name else ""
         if name in BUILTIN_RULES:
             if rule.regex is not None or rule.prefilter is not None:
-                problems.append(f"{name}: a built-in rule's pattern cannot be changed; give "
-                                "your rule another name")
+                problems.append((name, "a built-in rule's pattern cannot be changed; give "
+                                 "your rule another name"))
+        elif hint and rule.regex is None:
+            problems.append((name, f"not a built-in rule{hint}"))
         elif name in RESERVED_NAMES or not _RULE_NAME.match(name):
-            problems.append(f"{name}: a custom rule needs a lower-case kebab-case name other "
-                            f"than {', '.join(sorted(RESERVED_NAMES))}")
+            problems.append((name, "a custom rule needs a lower-case kebab-case name other "
+                             f"than {', '.join(sorted(RESERVED_NAMES))}{hint}"))
         elif rule.regex is None:
-            problems.append(f"{name}: not a built-in rule ({', '.join(BUILTIN_RULES)}); a "
-                            "custom rule needs regex")
+            problems.append((name, f"not a built-in rule ({', '.join(BUILTIN_RULES)}); a "
+                             "custom rule needs regex"))
     if problems:
-        raise ValueError("; ".join(problems))
+        raise KeyedProblems(problems)
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ class Duration(float):
             raise ValueError("expected a duration such as \"10m\", \"2h\" or a number of seconds")
         if isinstance(value, int | float):
             if value < 0:
-                raise ValueError("expected a duration >= 0")
+                raise ValueError(f"expected a duration of 0 or more (got {value:g})")
             return cls(float(value))
         if isinstance(value, str):
             m = _DURATION.match(value.lower())
             if m:
                 return cls(float(m.group(1)) * _UNITS[m.group(2)])
-        raise ValueError(f"expected a duration such as \"10m\", \"2h\", \"7d\" (got {value!r})")
+        shown = f"\"{value}\"" if isinstance(value, str) else f"a {type(value).__name__}"
+        raise ValueError(f"expected a duration such as \"10m\", \"2h\", \"7d\" (got {shown})")
 
     def __repr__(self) -> str:
         return f"Duration({float(self)!r})"
@@ -56,7 +57,7 @@ class AbsPath(str):
         if not isinstance(value, str) or not value:
             raise ValueError("expected an absolute path string")
         if "\x00" in value or not PurePosixPath(value).is_absolute():
-            raise ValueError(f"expected an absolute path (got {value!r})")
+            raise ValueError(f"expected an absolute path (got \"{value}\")")
         return cls(value)
 
 
@@ -65,10 +66,29 @@ class Network(str):
 
     @classmethod
     def parse(cls, value: object) -> Network:
-        """Return the normalised network; raises ValueError if it is not one."""
+        """Return the normalised network; raises ValueError if it is not one, or if it has
+        host bits set (198.51.100.7/24: the admin meant the address or the /24, say which)."""
         if not isinstance(value, str):
             raise ValueError("expected a CIDR string such as \"192.0.2.0/24\"")
+        text = value.strip()
         try:
-            return cls(str(ipaddress.ip_network(value.strip(), strict=False)))
+            loose = ipaddress.ip_network(text, strict=False)
         except ValueError as exc:
-            raise ValueError(f"expected an IP address or CIDR (got {value!r}): {exc}") from None
+            raise ValueError(f"expected an IP address or CIDR such as \"192.0.2.0/24\" "
+                             f"(got \"{value}\"): {exc}") from None
+        try:
+            ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            addr = text.split("/", 1)[0]
+            raise ValueError(f"\"{value}\" has host bits set: write \"{loose}\" for the "
+                             f"network or \"{addr}\" for the one address") from None
+        return cls(str(loose))
+
+
+class KeyedProblems(ValueError):
+    """Raised by a validator of a table of tables: (sub-key, message) pairs, reported each
+    under its own dotted key (``blocker.rules.no_rdns``) rather than the table's."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{k}: {m}" for k, m in problems))
+        self.problems = problems
