@@ -34,6 +34,8 @@ PACKAGES = (
     # every real Debian install has procps (Priority: important), and spamd.service's
     # ExecReload=/bin/kill needs it; minbase leaves it out
     "procps",
+    # the package's Recommends for the health checks (apt would try to fetch them otherwise)
+    "python3-dnspython", "python3-cryptography",
 )
 RECIPE_VERSION = "1"
 CACHE_PARENT = Path("/var/tmp")
