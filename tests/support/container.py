@@ -156,6 +156,10 @@ class Container:
     def __exit__(self, *_exc: object) -> None:
         with contextlib.suppress(Exception):
             self.poweroff()
+        if self.nspawn is not None and self.nspawn.poll() is None:
+            self.nspawn.kill()  # the nspawn we started; its container dies with it
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.nspawn.wait(30)
         subprocess.run(["umount", str(self.root)], check=False, timeout=60)
         shutil.rmtree(self.base, ignore_errors=True)
 
