@@ -24,6 +24,8 @@ PACKAGES=(
   dovecot-sieve
   # [cluster] (issue 16): psycopg 3, SpamAssassin's PgSQL Bayes driver, PostgreSQL for the tests
   python3-psycopg libdbd-pg-perl postgresql-15 postgresql-client-15
+  # issue 15: build the .deb (debhelper/pybuild, man page) and boot a systemd container for tests
+  debhelper dh-python pybuild-plugin-pyproject python3-build python3-installer python3-docutils lintian debootstrap systemd-container
 )
 
 if [ "$(id -u)" != 0 ]; then

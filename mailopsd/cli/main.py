@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "mailopsd.cli.cmd_health",  # issue 18: health, tls-deploy
     "mailopsd.cli.cmd_livelearn",
     "mailopsd.cli.cmd_cluster",
+    "mailopsd.cli.cmd_reload",
 )
 
 DESCRIPTION = """\

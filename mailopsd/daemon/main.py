@@ -111,6 +111,7 @@ class Daemon:
                            message="keeping the configuration in force")
             sdnotify.notify("READY=1")
             self._update_status()
+            self._verdict(False, [str(p) for p in exc.problems])
             return False
         old = self.config
         self.config = new
@@ -125,7 +126,17 @@ class Daemon:
         self.log.info("config_reloaded", path=self.config_path)
         sdnotify.notify("READY=1")
         self._update_status()
+        self._verdict(True, [])
         return True
+
+    def _verdict(self, applied: bool, problems: list[str]) -> None:
+        """Tell ``mailopsd reload`` (ExecReload) the outcome; never fails the reload itself."""
+        from mailopsd.daemon.reload_verdict import write_verdict
+
+        try:
+            write_verdict(self.config.daemon.run_dir, applied, problems)
+        except OSError as exc:
+            self.log.warning("reload_verdict_not_written", error=str(exc))
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the exit code."""

@@ -64,6 +64,11 @@ class LogFollower:
             if not self._resumed:
                 self._resume()
         self._stop.clear()
+        if not os.path.lexists(self.path):
+            # e.g. mailopsd installed before Exim: keep running and pick the log up when it
+            # shows (inotify if the directory exists, else stat polling)
+            self.log.warning("log_waiting", name=self.name, path=self.path,
+                             message="the log does not exist yet; waiting for it to appear")
         self._start_watch()
         self._thread = threading.Thread(target=self._run, name=f"follow:{self.name}",
                                         daemon=True)
