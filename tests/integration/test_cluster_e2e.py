@@ -116,6 +116,13 @@ def _ts(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["timestamp"]).timestamp()
 
 
+def _epoch(iso: str) -> float:
+    """An ISO 8601 timestamp of `bans list --json` as epoch seconds."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
 def _everywhere(mxs: list[Mx], ip: str, present: bool = True, timeout: float = 5) -> float:
     t0 = time.monotonic()
     wait_until(lambda: all((ip in m.kernel()) == present for m in mxs), timeout,
@@ -177,7 +184,7 @@ def test_hits_on_two_nodes_add_up_to_one_ban_everywhere(mxs: list[Mx]) -> None:
 def test_a_ban_ends_on_every_node_at_its_absolute_expiry(mxs: list[Mx]) -> None:
     ip = "192.0.2.13"
     assert mxs[0].cli("bans", "add", ip, "-d", "6s").returncode == 0
-    expires = mxs[0].bans()[ip]["expires"]  # absolute, the same on every node
+    expires = _epoch(mxs[0].bans()[ip]["expires"])  # absolute, the same on every node
     _everywhere(mxs, ip)
     _everywhere(mxs, ip, present=False, timeout=12)
     for m in mxs:
