@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mailopsd.core.state import StateDB, immediate
+from mailopsd.core.state import PerThread, StateDB, immediate
 
 
 @dataclass(frozen=True)
@@ -116,21 +115,14 @@ class BanStore:
         self.state = state
         self.source = source
         self.journal = journal
-        self._local = threading.local()
+        self._conns = PerThread(state)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.state.connect()
-            self._local.conn = conn
-        return conn
+        return self._conns.conn()
 
     def close(self) -> None:
         """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._conns.close()
 
     def _txn(self) -> AbstractContextManager[sqlite3.Connection]:
         return immediate(self._conn(), "bans")

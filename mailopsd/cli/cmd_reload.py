@@ -41,16 +41,6 @@ def _daemon_pid(run_dir: str) -> int | None:
     return lock.holder() if lock.held_elsewhere() else None
 
 
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -60,6 +50,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
     from mailopsd.core.config import config_path_from, load_config
     from mailopsd.core.errors import ConfigError
+    from mailopsd.core.state import pid_alive
     from mailopsd.daemon.reload_verdict import read_verdict, wait_for_verdict
 
     path = config_path_from(args.config)
@@ -71,13 +62,13 @@ def cmd_reload(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     run_dir = str(cfg.daemon.run_dir)
     pid = args.pid if args.pid and args.pid > 0 else _daemon_pid(run_dir)
-    if pid is None or not _alive(pid):
+    if pid is None or not pid_alive(pid):
         print("mailopsd: reload: the daemon is not running", file=sys.stderr)
         return EXIT_NOT_RUNNING
     before = read_verdict(run_dir)
     os.kill(pid, signal.SIGHUP)
     verdict = wait_for_verdict(run_dir, before.generation if before else 0, args.timeout,
-                               alive=lambda: _alive(pid))
+                               alive=lambda: pid_alive(pid))
     if verdict is None:
         print(f"mailopsd: reload: no answer from the daemon (pid {pid}) within "
               f"{args.timeout:g}s", file=sys.stderr)

@@ -9,12 +9,11 @@ second copy impossible). ``cluster_cursor`` holds the last store row id applied 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 
-from mailopsd.core.state import StateDB, immediate
+from mailopsd.core.state import PerThread, StateDB, immediate
 
 RETAIN = 600.0
 
@@ -40,21 +39,14 @@ class Outbox:
     def __init__(self, state: StateDB, node: str) -> None:
         self.state = state
         self.node = node
-        self._local = threading.local()
+        self._conns = PerThread(state)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.state.connect()
-            self._local.conn = conn
-        return conn
+        return self._conns.conn()
 
     def close(self) -> None:
         """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._conns.close()
 
     def put(self, action: str, ip: str, rule: str, reason: str, hits: int, decided: float,
             expires: float | None) -> str:

@@ -246,7 +246,7 @@ class StateDB:
         """Mark 'running' rows whose process is gone as interrupted (after kill -9 or a crash)."""
         with self.transaction() as c:
             rows = c.execute("SELECT id, pid FROM job_runs WHERE result = 'running'").fetchall()
-            stale = [r["id"] for r in rows if not _pid_alive(r["pid"])]
+            stale = [r["id"] for r in rows if not pid_alive(r["pid"])]
             c.executemany("UPDATE job_runs SET result = 'interrupted', finished = started "
                           "WHERE id = ?", [(i,) for i in stale])
         return len(stale)
@@ -294,6 +294,29 @@ class StateDB:
             return cur.rowcount
 
 
+class PerThread:
+    """One SQLite connection to the state database per thread (sqlite3 objects are per-thread)."""
+
+    def __init__(self, state: StateDB) -> None:
+        self.state = state
+        self._local = threading.local()
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use. Raises StateError."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.state.connect()
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
 @contextmanager
 def immediate(conn: sqlite3.Connection, what: str = "") -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT on an autocommit connection; ROLLBACK if the body raises.
@@ -319,7 +342,8 @@ def _job_run(row: sqlite3.Row) -> JobRun:
                   counts=json.loads(row["counts"] or "{}"), error=row["error"])
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (this process counts; another user's too)."""
     if pid == os.getpid():
         return True
     try:
