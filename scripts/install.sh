@@ -17,6 +17,8 @@ PACKAGES=(
   python3-apscheduler python3-iptables python3-structlog python3-watchdog python3-psutil
   # the test suite's libraries from Debian
   python3-pytest python3-hypothesis python3-aiosmtpd python3-setuptools python3-wheel
+  # issue 13: the missed-rotation tests run the real logrotate (Debian's exim4-base stanza)
+  logrotate
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -22,7 +22,8 @@ from mailopsd.core.errors import StateError
 DB_NAME = "state.db"
 
 # (version, purpose, SQL). Append only once a version has landed on main; never edit a landed one.
-# Areas own their migrations: 1 core, 2 log follower, 3 blocker, 4 copy-to-Sent.
+# Areas own their migrations: 1 core, 2 log follower, 3 blocker, 4 copy-to-Sent, 5 log sizes
+# and blocker counts (issue 13).
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "job history", """
         CREATE TABLE job_runs (
@@ -97,6 +98,15 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             PRIMARY KEY (user, base)
         );
         CREATE INDEX sent_pending_by_id ON sent_pending (exim_id);
+    """),
+    (5, "log sizes for loss reports; the blocker's counts across restarts", """
+        ALTER TABLE log_positions ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE blocker_counts (       -- saved with the log position, in one transaction
+            ip TEXT PRIMARY KEY,
+            hits TEXT NOT NULL,             -- rule:t,t;rule:t (log times still counted)
+            newest REAL NOT NULL            -- newest of those times, for pruning
+        );
+        CREATE INDEX blocker_counts_by_newest ON blocker_counts (newest);
     """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]

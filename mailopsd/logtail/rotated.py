@@ -1,0 +1,192 @@
+"""The rotated copies of a log, oldest first, compressed ones included (missed rotations).
+
+Debian's logrotate for Exim (exim4-base) keeps ``mainlog.1`` uncompressed (``delaycompress``)
+and ``mainlog.2.gz`` ... ``mainlog.N.gz``; other setups compress at once, use ``copytruncate``
+or ``dateext`` (``mainlog-20261207.gz``). When the follower was down (or slow) across several
+rotations, the file it was reading has become one of those, maybe compressed (a new inode, but
+the same first line): ``catch_up`` finds it by inode or first-line hash and lists every newer
+copy, so the follower reads the rest of it, then each newer copy whole, then the live file.
+
+``StreamReader`` reads a compressed copy through Python's decompressors with the plain
+Reader's interface (offsets are uncompressed bytes); a corrupt or cut archive reads as end of
+file and says how far it got (``error``), never raises into the follower.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import lzma
+import os
+import re
+import stat
+import zlib
+from dataclasses import dataclass, field
+from typing import IO
+
+from mailopsd.logtail.reader import Reader, first_line_hash, open_regular
+
+OPENERS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File, ".xz": lzma.LZMAFile}
+STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)
+PIECE = 16384
+
+
+class StreamReader(Reader):
+    """A Reader over a compressed copy; see the module docstring."""
+
+    def __init__(self, fd: int, path: str, offset: int, max_line: int) -> None:
+        super().__init__(fd, path, offset, max_line)
+        opener = OPENERS[os.path.splitext(path)[1]]
+        self._raw: IO[bytes] = os.fdopen(os.dup(fd), "rb")
+        self._stream: IO[bytes] = opener(fileobj=self._raw, mode="rb")
+        self._at = 0
+        self.error: str | None = None
+
+    def _pread(self, n: int, pos: int) -> bytes:
+        if self.error is not None:
+            return b""
+        parts: list[bytes] = []
+        got = 0
+        try:
+            if pos != self._at:
+                self._stream.seek(pos)
+            while got < n:  # in pieces: what decompressed before a damaged spot is kept
+                piece = self._stream.read1(min(PIECE, n - got))  # type: ignore[attr-defined]
+                if not piece:
+                    break
+                parts.append(piece)
+                got += len(piece)
+        except STREAM_ERRORS as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        data = b"".join(parts)
+        self._at = pos + len(data)
+        return data
+
+    def size(self) -> int:
+        """The content bytes known so far (a stream's length is known only at its end)."""
+        return self._at
+
+    def close(self) -> None:
+        """Close the decompressor and the file (errors ignored)."""
+        for f in (self._stream, self._raw):
+            try:
+                f.close()
+            except (OSError, *STREAM_ERRORS):
+                pass
+        super().close()
+
+
+def stream_first_line_hash(path: str, max_line: int) -> str:
+    """first_line_hash of a compressed copy's content ("" if unreadable or no full line)."""
+    opener = OPENERS.get(os.path.splitext(path)[1])
+    if opener is None:
+        return ""
+    data = b""
+    try:
+        with opener(path, "rb") as f:
+            while len(data) <= max_line and b"\n" not in data:
+                piece = f.read1(PIECE)
+                if not piece:
+                    break
+                data += piece
+    except STREAM_ERRORS:
+        pass  # a damaged archive: its first line may still be whole
+    nl = data.find(b"\n")
+    if nl >= 0:
+        return hashlib.sha256(data[:nl]).hexdigest()
+    return hashlib.sha256(data[:max_line]).hexdigest() if len(data) > max_line else ""
+
+
+_SUFFIX = re.compile(r"^[.-](\d+)(\.gz|\.bz2|\.xz)?$")
+
+
+def rotated_files(path: str) -> list[str]:
+    """``path``'s rotated copies, oldest first: ``.N`` (highest N first) or dated names
+    (oldest date first); compressed ones only in formats this module can read."""
+    d, base = os.path.split(path)
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return []
+    found: list[tuple[tuple[int, int], str]] = []
+    for n in names:
+        m = _SUFFIX.match(n[len(base):]) if n.startswith(base) else None
+        if m is None:
+            continue
+        number = int(m.group(1))
+        # logrotate's numbers count back in time; dateext stamps (>= 8 digits) count forward
+        key = (1, number) if len(m.group(1)) >= 8 else (0, -number)
+        found.append((key, os.path.join(d, n)))
+    return [p for _, p in sorted(found)]
+
+
+def open_copy(path: str, offset: int, max_line: int) -> Reader | None:
+    """A Reader (or StreamReader) on a rotated copy at ``offset``; None if it cannot be opened."""
+    try:
+        fd = open_regular(path)
+    except OSError:
+        return None
+    try:
+        if os.path.splitext(path)[1] in OPENERS:
+            return StreamReader(fd, path, offset, max_line)
+        return Reader(fd, path, offset, max_line)
+    except (OSError, *STREAM_ERRORS):
+        os.close(fd)
+        return None
+
+
+@dataclass
+class CatchUp:
+    """Where a saved position is now: ``reader`` on the copy that holds it (None if it is gone
+    for good) and the newer copies to read whole afterwards, oldest first."""
+
+    reader: Reader | None
+    later: list[str] = field(default_factory=list)
+
+
+def catch_up(path: str, dev_ino: tuple[int, int] | None, h: str, offset: int, max_line: int,
+             saved_at: float) -> CatchUp:
+    """Find the copy holding a saved position (same inode and first line, or for compressed
+    copies and copytruncate copies the same first line, at least ``offset`` bytes long) and the
+    copies written after it. If it is gone, ``later`` holds every copy modified after
+    ``saved_at`` (the position's save time): those were written while nothing read them."""
+    files = rotated_files(path)
+    for i, p in enumerate(files):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        compressed = os.path.splitext(p)[1] in OPENERS
+        same_inode = dev_ino is not None and (st.st_dev, st.st_ino) == dev_ino
+        if compressed:
+            if not h or stream_first_line_hash(p, max_line) != h:
+                continue
+        else:
+            if st.st_size < offset or (not same_inode and not h):
+                continue
+            try:
+                fd = open_regular(p)
+            except OSError:
+                continue
+            try:
+                fh = first_line_hash(fd, max_line)
+            finally:
+                os.close(fd)
+            if not ((h and fh == h) or (same_inode and not h)):
+                continue
+        reader = open_copy(p, offset, max_line)
+        if reader is None:
+            continue
+        reader.hash = h
+        return CatchUp(reader, files[i + 1:])
+    later = []
+    for p in files:
+        try:
+            if os.stat(p).st_mtime > saved_at:
+                later.append(p)
+        except OSError:
+            continue
+    return CatchUp(None, later)
