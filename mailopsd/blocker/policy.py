@@ -8,6 +8,10 @@ replay after a restart or a scan of an old log decides exactly like the live run
 Memory stays bounded: per rule and IP only the last ``maxretry`` timestamps are kept, and every
 so often counters whose newest hit left the window are dropped (amortised O(1) per match).
 Not thread-safe: the caller serialises (the blocker service holds one lock).
+
+Across restarts (``track_changes``): every address whose counts changed is remembered until
+``take_changes``; the blocker saves those in the same transaction as the log position
+(``blocker.counts``), so hits before a crash still count and no line is counted twice.
 """
 
 from __future__ import annotations
@@ -78,6 +82,8 @@ class BanPolicy:
         self._first_line: str | None = None
         self._last_line: str | None = None
         self._last_match: dict[str, float] = {}
+        self._dirty: set[str] | None = None  # addresses whose counts changed (track_changes)
+        self.pruned_before: float | None = None  # counts older than this were dropped
 
     # -- input --------------------------------------------------------------------------------
     def feed_line(self, line: str) -> BanDecision | None:
@@ -119,6 +125,8 @@ class BanPolicy:
                     self._auth[ip] = when
                 # the no-rdns hits of this user's own earlier connections do not count either
                 self._hits["no-rdns"].pop(ip, None)
+                if self._dirty is not None:
+                    self._dirty.add(ip)
             return None
         spec = self.rules.get(rule)
         if spec is None:
@@ -135,6 +143,8 @@ class BanPolicy:
                 return None
         table = self._hits[rule]
         old = table.get(ip)
+        if self._dirty is not None:
+            self._dirty.add(ip)
         if old is None:
             if spec.maxretry > 1:
                 # most addresses are seen once: a bare float, not a list (memory bound)
@@ -213,12 +223,60 @@ class BanPolicy:
         self._banned.pop(ip, None)
         for table in self._hits.values():
             table.pop(ip, None)
+        if self._dirty is not None:
+            self._dirty.add(ip)
 
     def note_banned(self, ip: str, until: float | None) -> None:
         """``ip`` is banned until ``until`` (None = permanent): do not decide it again."""
         self._banned[ip] = until
         for table in self._hits.values():
             table.pop(ip, None)
+        if self._dirty is not None:
+            self._dirty.add(ip)
+
+    # -- counts across restarts ---------------------------------------------------------------
+    def track_changes(self) -> None:
+        """Remember which addresses' counts change, for ``take_changes``."""
+        if self._dirty is None:
+            self._dirty = set()
+
+    def counts_of(self, ip: str) -> dict[str, list[float]]:
+        """The hits still counted for ``ip``, per rule (``authenticated``: its last login)."""
+        out: dict[str, list[float]] = {}
+        for name, table in self._hits.items():
+            h = table.get(ip)
+            if h is not None:
+                out[name] = [h] if type(h) is float else list(h)  # type: ignore[arg-type]
+        t = self._auth.get(ip)
+        if t is not None:
+            out[AUTHENTICATED] = [t]
+        return out
+
+    def take_changes(self) -> list[tuple[str, dict[str, list[float]]]]:
+        """(address, counts) of every address changed since the last call ({} = none left)."""
+        if not self._dirty:
+            return []
+        dirty, self._dirty = self._dirty, set()
+        return [(ip, self.counts_of(ip)) for ip in dirty]
+
+    def load_counts(self, ip: str, counts: dict[str, list[float]]) -> None:
+        """Put back saved hits of one address (rules no longer enabled are ignored)."""
+        for name, times in counts.items():
+            if not times:
+                continue
+            newest = max(times)
+            if newest > self._newest:
+                self._newest = newest
+            if name == AUTHENTICATED:
+                if self._exempting and newest > self._auth.get(ip, _NEVER):
+                    self._auth[ip] = newest
+                continue
+            spec = self.rules.get(name)
+            if spec is None:
+                continue
+            times = sorted(times)[-spec.maxretry:]
+            self._hits[name][ip] = float(times[0]) if len(times) == 1 else \
+                [float(t) for t in times]
 
     # -- upkeep and reporting -----------------------------------------------------------------
     def prune(self) -> int:
@@ -236,6 +294,8 @@ class BanPolicy:
             del self._auth[ip]
         for ip in [ip for ip, u in self._banned.items() if u is not None and u <= newest]:
             del self._banned[ip]
+        longest = max([float(s.findtime) for s in self.rules.values()] + [exempt])
+        self.pruned_before = newest - longest
         self._since_prune = 0
         self._prune_at = max(PRUNE_MIN, sum(len(t) for t in self._hits.values()))
         return dropped

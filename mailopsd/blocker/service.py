@@ -19,6 +19,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from mailopsd.blocker import counts
 from mailopsd.blocker.flood import RULE as FLOOD_RULE
 from mailopsd.blocker.flood import FloodDetector
 from mailopsd.blocker.ignore import IgnoreList
@@ -63,6 +64,7 @@ class BlockerService:
         self.ignore = IgnoreList.from_config(config.blocker)
         self.policy = BanPolicy(config.blocker, self.ignore,
                                 previous_bans=self.store.times_banned)
+        self.policy.track_changes()  # counts survive restarts (saved with the log position)
         fl = config.blocker.flood
         self.flood: FloodDetector | None = None
         if fl.enabled:
@@ -104,6 +106,7 @@ class BlockerService:
             active = [b for b in active if not is_v6(b.ip)]
         self.backend.restore({b.ip: b.remaining(now) for b in active})
         with self._lock:
+            self._load_counts()
             self._banned = {b.ip: b.expires for b in active}
             for ban in active:
                 self.policy.note_banned(ban.ip, ban.expires)
@@ -111,7 +114,8 @@ class BlockerService:
         self.log.info("bans_restored", count=len(active), expired=len(lifted),
                       backend=self.backend.name, duration=round(time.monotonic() - t0, 3))
         mainlog = self.config.blocker.mainlog
-        self._follower = LogFollower(f"blocker:{mainlog}", mainlog, self.state, self._on_lines)
+        self._follower = LogFollower(f"blocker:{mainlog}", mainlog, self.state, self._on_lines,
+                                     on_save=self._save_counts)
         self._follower.start()
         self._stop.clear()
         self._tick = threading.Thread(target=self._tick_loop, name="blocker-tick", daemon=True)
@@ -131,6 +135,21 @@ class BlockerService:
         """True while the follower and the tick thread both run."""
         return bool(self._follower is not None and self._follower.alive()
                     and self._tick is not None and self._tick.is_alive())
+
+    def _load_counts(self) -> None:
+        """Hits read before the last stop or crash count again (``blocker.counts``)."""
+        conn = self.state.connect()
+        try:
+            loaded = counts.load(conn, self.policy)
+        finally:
+            conn.close()
+        if loaded:
+            self.log.info("counts_restored", addresses=loaded, tracked=self.policy.tracked())
+
+    def _save_counts(self, conn: Any) -> None:
+        """The log follower's on_save: counts commit with the position they belong to."""
+        with self._lock:
+            counts.save(conn, self.policy)
 
     # -- bans ---------------------------------------------------------------------------------
     def _on_lines(self, lines: list[str]) -> None:
