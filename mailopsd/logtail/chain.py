@@ -39,6 +39,7 @@ class RotationChain:
         """copytruncate (or ``: > log``): read the unread tail from the copy (and any newer
         copies, if it was truncated more than once since), then the file again from 0."""
         found = catch_up(self.path, None, cur.hash, cur.offset, self.max_line, self._saved_at)
+        self._ambiguous(found)
         self.log.warning("log_truncated", name=self.name, path=self.path, offset=cur.offset,
                          recovered_from=found.reader.path if found.reader else None,
                          later=found.later)
@@ -64,6 +65,13 @@ class RotationChain:
         self._cur = reader
         self._save(reader)  # a crash now resumes in the copy
         return self._drain(reader)[0]
+
+    def _ambiguous(self, found: Any) -> None:
+        if found.ambiguous:
+            self.log.warning("log_position_ambiguous", name=self.name, path=self.path,
+                             chosen=found.reader.path if found.reader else None,
+                             message="several rotated copies start with the same line: the "
+                                     "newest was taken (lines may be skipped, none read twice)")
 
     def _next_copy(self) -> Reader | None:
         """Open the next rotated copy still to read; unreadable ones are reported lost."""
@@ -106,6 +114,7 @@ class RotationChain:
         # rotated more than once since we last looked (slow, or a burst of rotations)?
         found = catch_up(self.path, (cur.dev, cur.ino), cur.hash, 0, self.max_line,
                          self._saved_at)
+        self._ambiguous(found)
         if found.reader is not None:
             found.reader.close()
         nxt = None
@@ -128,6 +137,15 @@ class RotationChain:
         if isinstance(cur, StreamReader) and cur.error is not None:
             self._lost(cur.ino, cur.offset, None,
                        f"the compressed copy {cur.path} is damaged: {cur.error}")
+        # logrotate may have run while this copy was read: names shift (mainlog.1 is another
+        # file now), so find this copy again and take what is newer than it NOW
+        plain = not isinstance(cur, StreamReader)
+        found = catch_up(self.path, (cur.dev, cur.ino) if plain else None, cur.hash, 0,
+                         self.max_line, self._saved_at)
+        self._ambiguous(found)
+        if found.reader is not None:
+            found.reader.close()
+        self._later = found.later
         new = self._next_copy()
         if new is None:
             new = self._open_path(0)
@@ -180,6 +198,7 @@ class RotationChain:
         # rotated (maybe several times, maybe compressed) while stopped: the file we were
         # reading has another name now, and newer copies may hold lines nobody read
         found = catch_up(self.path, dev_ino, h, offset, self.max_line, self._saved_at)
+        self._ambiguous(found)
         if found.reader is not None:
             self.log.info("log_follow_resumed", name=self.name, path=found.reader.path,
                           offset=offset, rotated=True, later=found.later)

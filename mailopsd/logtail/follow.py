@@ -34,6 +34,7 @@ from mailopsd.core.logs import get_logger
 from mailopsd.core.state import StateDB, immediate
 from mailopsd.logtail.chain import RotationChain
 from mailopsd.logtail.reader import Reader, first_line_hash, open_regular
+from mailopsd.logtail.rotated import catch_up
 
 
 class LogFollower(RotationChain):
@@ -58,6 +59,7 @@ class LogFollower(RotationChain):
         self.log = get_logger("follow")
         self._later: list[str] = []  # rotated copies still to read whole before the live file
         self._missing = False  # log_missing said, log_appeared not yet
+        self._waiting_since: float | None = None  # nothing open: since when it is missing
         self._saved_at = time.time()
         self._cur: Reader | None = None
         self._retired: list[tuple[Reader, float]] = []  # old files read a little longer
@@ -176,8 +178,16 @@ class LogFollower(RotationChain):
                 self._resume()
             n = self._drain_retired()
             if self._cur is None:
-                self._cur = self._open_path(0)
+                if self._waiting_since is not None:
+                    # rotated before we ever opened it (logrotate ran while we waited for the
+                    # file to appear): its copies written since then come first
+                    self._later = catch_up(self.path, None, "", 0, self.max_line,
+                                           self._waiting_since).later
+                    self._cur = self._next_copy()
+                if self._cur is None:
+                    self._cur = self._open_path(0)
                 if self._cur is not None:
+                    self._waiting_since = None
                     self._save(self._cur)
             # a truncation is looked for before reading, and again after each chunk read
             # (it may happen meanwhile): never deliver bytes of a file rewritten under us
@@ -280,6 +290,8 @@ class LogFollower(RotationChain):
         if self._missing:
             return
         self._missing = True
+        if following is None and self._waiting_since is None:
+            self._waiting_since = time.time()
         log = self.log.warning if following is None else self.log.info
         log("log_missing", name=self.name, path=self.path, following=following,
             message="the log does not exist (yet); waiting for it to appear")

@@ -143,16 +143,25 @@ class CatchUp:
 
     reader: Reader | None
     later: list[str] = field(default_factory=list)
+    ambiguous: bool = False
 
 
 def catch_up(path: str, dev_ino: tuple[int, int] | None, h: str, offset: int, max_line: int,
              saved_at: float) -> CatchUp:
-    """Find the copy holding a saved position (same inode and first line, or for compressed
-    copies and copytruncate copies the same first line, at least ``offset`` bytes long) and the
-    copies written after it. If it is gone, ``later`` holds every copy modified after
-    ``saved_at`` (the position's save time): those were written while nothing read them."""
-    files = rotated_files(path)
-    for i, p in enumerate(files):
+    """Find the copy holding a saved position and the copies written after it.
+
+    The copy is the uncompressed one with the same inode (and first line), else the one with
+    the same first line (compressed copies, copytruncate copies) at least ``offset`` bytes
+    long. A file seen twice (``mainlog.1`` and the ``mainlog.1.gz`` logrotate is writing from
+    it, while it runs) counts once, as its uncompressed copy; no copy starting with the line
+    the saved file starts with is ever in ``later``. First lines can repeat (the same client
+    in the same second); when several copies match only by first line, the NEWEST is taken
+    (``ambiguous``): lines may then be skipped, never read twice (that could ban wrongly).
+    If the copy is gone, ``later`` holds every copy modified after ``saved_at``.
+    """
+    seen: dict[str, int] = {}  # first-line hash -> index in entries
+    entries: list[tuple[str, str, os.stat_result]] = []
+    for p in rotated_files(path):
         try:
             st = os.stat(p)
         except OSError:
@@ -160,33 +169,37 @@ def catch_up(path: str, dev_ino: tuple[int, int] | None, h: str, offset: int, ma
         if not stat.S_ISREG(st.st_mode):
             continue
         compressed = os.path.splitext(p)[1] in OPENERS
-        same_inode = dev_ino is not None and (st.st_dev, st.st_ino) == dev_ino
-        if compressed:
-            if not h or stream_first_line_hash(p, max_line) != h:
-                continue
-        else:
-            if st.st_size < offset or (not same_inode and not h):
-                continue
-            try:
-                fd = open_regular(p)
-            except OSError:
-                continue
-            try:
-                fh = first_line_hash(fd, max_line)
-            finally:
-                os.close(fd)
-            if not ((h and fh == h) or (same_inode and not h)):
-                continue
-        reader = open_copy(p, offset, max_line)
+        fh = stream_first_line_hash(p, max_line) if compressed else _plain_hash(p, max_line)
+        if fh and fh in seen:  # the same file twice, mid-rotation: keep the plain copy
+            if not compressed:
+                entries[seen[fh]] = (p, fh, st)
+            continue
+        if fh:
+            seen[fh] = len(entries)
+        entries.append((p, fh, st))
+    exact = [i for i, (p, fh, st) in enumerate(entries)
+             if dev_ino is not None and (st.st_dev, st.st_ino) == dev_ino
+             and (not h or fh == h) and os.path.splitext(p)[1] not in OPENERS]
+    by_line = [i for i, (p, fh, st) in enumerate(entries) if h and fh == h and i not in exact
+               and (os.path.splitext(p)[1] in OPENERS or st.st_size >= offset)]
+    for i, ambiguous in [(i, False) for i in exact] + [(i, len(by_line) > 1)
+                                                      for i in reversed(by_line)]:
+        reader = open_copy(entries[i][0], offset, max_line)
         if reader is None:
             continue
         reader.hash = h
-        return CatchUp(reader, files[i + 1:])
-    later = []
-    for p in files:
-        try:
-            if os.stat(p).st_mtime > saved_at:
-                later.append(p)
-        except OSError:
-            continue
-    return CatchUp(None, later)
+        later = [p for p, fh, _ in entries[i + 1:] if not (h and fh == h)]
+        return CatchUp(reader, later, ambiguous)
+    return CatchUp(None, [p for p, fh, st in entries
+                          if st.st_mtime > saved_at and not (h and fh == h)])
+
+
+def _plain_hash(p: str, max_line: int) -> str:
+    try:
+        fd = open_regular(p)
+    except OSError:
+        return ""
+    try:
+        return first_line_hash(fd, max_line)
+    finally:
+        os.close(fd)

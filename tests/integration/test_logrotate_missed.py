@@ -241,3 +241,18 @@ def test_missing_log_is_one_warning_then_one_event_when_it_appears(scene: Scene)
     missing = next(e for e in events if e["event"] == "log_missing")
     assert missing["log_level"] == "warning" and missing["path"] == str(scene.log)
     assert scene.got == scene.written
+
+
+def test_rotated_before_it_was_ever_opened_is_read_from_the_copies(scene: Scene) -> None:
+    """Waiting for the log to appear (Exim not started yet), then Exim writes and logrotate
+    runs twice before the first poll: the copies written since the wait began come first."""
+    f = scene.follower()
+    assert f.poll_once() == 0
+    scene.write(4)
+    scene.rotate()
+    scene.write(3)
+    scene.rotate()
+    scene.write(2)
+    run_until_idle(f)
+    f.stop(2)
+    assert scene.got == scene.written
