@@ -20,6 +20,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -57,16 +58,13 @@ class Scene:
 
     def start(self) -> None:
         self.daemon = MailopsdProcess(self.cfg, argv=self.ns.argv(
-            [MAILOPSD, "--config", str(self.cfg), "run"]), env={"PYTHONFAULTHANDLER": "1"})
+            [MAILOPSD, "--config", str(self.cfg), "run"]))
         self.daemon.wait_event("bans_restored", timeout=60)
 
     def kill(self) -> None:
         assert self.daemon is not None
-        if os.environ.get("MAILOPSD_CRASH_DEBUG"):
-            with open(os.environ["MAILOPSD_CRASH_DEBUG"] + ".all", "a") as dbg:
-                dbg.write("KILLED; events:\n" + "\n".join(
-                    json.dumps(e) for e in self.daemon.events() if e.get("level") != "debug")
-                    + "\n")
+        self.trace("KILLED; events:", *(json.dumps(e) for e in self.daemon.events()
+                                         if e.get("level") != "debug"))
         self.daemon.signal(signal.SIGKILL)
         self.daemon.proc.wait(timeout=20)
         self.daemon.stop()
@@ -74,9 +72,7 @@ class Scene:
 
     def write(self, line: str) -> None:
         """Exim-like: open by name (nocreate rotation: the next write creates the file)."""
-        if os.environ.get("MAILOPSD_CRASH_DEBUG"):
-            with open(os.environ["MAILOPSD_CRASH_DEBUG"] + ".all", "a") as dbg:
-                dbg.write(f"WRITE {line[11:19]} {line.split()[-1]}\n")
+        self.trace(f"WRITE {line[11:19]} {line.split()[-1]}")
         fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             os.write(fd, line.encode() + b"\n")
@@ -89,9 +85,7 @@ class Scene:
                              check=False)
         assert res.returncode == 0, res.stderr
         self.rotations += 1
-        if os.environ.get("MAILOPSD_CRASH_DEBUG"):
-            with open(os.environ["MAILOPSD_CRASH_DEBUG"] + ".all", "a") as dbg:
-                dbg.write(f"ROTATED {sorted(os.listdir(self.log.parent))}\n")
+        self.trace(f"ROTATED {sorted(os.listdir(self.log.parent))}")
 
     def kernel(self) -> list[str]:
         """Every ban target in the kernel, once per rule/element (doubles would show twice)."""
@@ -101,6 +95,24 @@ class Scene:
                     if ln.startswith("-A mailopsd -s ")]
         out = self.ns.run(["nft", "-j", "list", "table", "inet", "mailopsd"], check=False)
         return list(parse_listing(out.stdout)) if out.returncode == 0 else []
+
+    @staticmethod
+    def trace(*lines: str) -> None:
+        """With MAILOPSD_CRASH_TRACE=FILE, what happened, step by step (for debugging)."""
+        if os.environ.get("MAILOPSD_CRASH_TRACE"):
+            with open(os.environ["MAILOPSD_CRASH_TRACE"], "a") as f:
+                f.write("\n".join(lines) + "\n")
+
+    def diagnose(self) -> str:
+        """Saved position, the log files and the daemon's events (for a failure message)."""
+        db = sqlite3.connect(self.root / "state" / "state.db")
+        pos = db.execute("SELECT ino, offset, size FROM log_positions").fetchall()
+        db.close()
+        files = {p.name: (p.stat().st_ino, p.stat().st_size) for p in self.log.parent.iterdir()}
+        events = self.daemon.events() if self.daemon else []
+        tail = "\n".join(json.dumps(e) for e in events
+                         if e.get("level") != "debug" and e.get("logger") != "apscheduler")
+        return f"positions {pos}\nfiles {files}\n{tail[-6000:]}"
 
     def listed(self) -> dict[str, int]:
         res = run_cli(self.cfg, "bans", "list", "--json")
@@ -159,35 +171,19 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(scene: Scene) -> Non
         straddled += len(before & after & set(targets))
         banned |= set(targets)
         decoys |= set(fools)
+        want = set(banned)
         try:
-            wait_until(lambda: set(scene.kernel()) >= banned, 30, 0.1, what="the bans")
+            wait_until(lambda want=want: set(scene.kernel()) >= want, 30, 0.1, what="the bans")
         except TimeoutError:
-            events = scene.daemon.events() if scene.daemon else []
-            tail = "\n".join(json.dumps(e) for e in events if e.get("level") != "debug")[-6000:]
-            import sqlite3
-            db = sqlite3.connect(scene.root / "state" / "state.db")
-            pos = db.execute("SELECT * FROM log_positions").fetchall()
-            files = {p.name: (p.stat().st_ino, p.stat().st_size) for p in (scene.root / "log").iterdir()}
-            tail = f"positions {pos} files {files}\n" + tail
-            if os.environ.get("MAILOPSD_CRASH_DEBUG"):
-                Path(os.environ["MAILOPSD_CRASH_DEBUG"]).write_text("\n".join(
-                    json.dumps(e) for e in events if e.get("level") != "debug"))
-            if os.environ.get("MAILOPSD_CRASH_DEBUG") and scene.daemon is not None:
-                scene.daemon.signal(signal.SIGABRT)  # faulthandler: every thread's stack
-                time.sleep(1)
-                tail += "\n".join(ln for ln in scene.daemon.lines if not ln.startswith("{"))
             raise AssertionError(f"round {rnd} seed {seed}: not banned "
-                                 f"{sorted(banned - set(scene.kernel()))}; lines {lines}; "
-                                 f"kill at {kill_at}, down until {down_until}\n{tail}") from None
+                                 f"{sorted(banned - set(scene.kernel()))}; kill at {kill_at}, "
+                                 f"down until {down_until}\n{scene.diagnose()}") from None
         time.sleep(0.3)  # let a wrongly counted decoy line show, if any
-        if os.environ.get("MAILOPSD_CRASH_DEBUG") and scene.daemon is not None:
-            with open(os.environ["MAILOPSD_CRASH_DEBUG"] + ".all", "a") as dbg:
-                dbg.write(f"ROUND {rnd} kill {kill_at} down {down_until} {lines}\n")
-                dbg.write("\n".join(json.dumps(e) for e in scene.daemon.events()
-                                     if e.get("level") != "debug") + "\n")
+        scene.trace(f"ROUND {rnd} kill {kill_at} down {down_until}")
         kernel = scene.kernel()
         assert len(kernel) == len(set(kernel)), f"doubled in the kernel (seed {seed})"
-        assert set(kernel) == banned, f"round {rnd} seed {seed}: {set(kernel) ^ banned}"
+        assert set(kernel) == banned, \
+            f"round {rnd} seed {seed}: {set(kernel) ^ banned}\n{scene.diagnose()}"
         listed = scene.listed()
         assert set(listed) == set(kernel), f"bans list disagrees (seed {seed})"
         assert set(listed.values()) == {3}, f"a ban counted other than 3 hits (seed {seed})"
