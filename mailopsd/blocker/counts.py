@@ -67,6 +67,8 @@ def load(conn: sqlite3.Connection, policy: BanPolicy) -> int:
             bad += 1
             continue
         n += 1
+        if not n % 32768:
+            policy.compact()  # a million saved addresses must not all sit in dicts first
     if bad:
         get_logger("blocker").error("blocker_counts_damaged", rows=bad)
     policy.prune()  # what fell out of its window while the daemon was down

@@ -7,6 +7,9 @@ replay after a restart or a scan of an old log decides exactly like the live run
 
 Memory stays bounded: per rule and IP only the last ``maxretry`` timestamps are kept, and every
 so often counters whose newest hit left the window are dropped (amortised O(1) per match).
+When the dicts hold more than COMPACT_AT addresses, the IPv4 ones seen at most twice move to
+flat arrays (``blocker.compact``: ~40 B instead of ~420 B per address; a botnet's million
+one-off addresses fit in ~100 MB) and come back to the dicts when seen again.
 Not thread-safe: the caller serialises (the blocker service holds one lock).
 
 Across restarts (``track_changes``): every address whose counts changed is remembered until
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailopsd.blocker.compact import CompactHits, Hit, v4key
 from mailopsd.blocker.parse import LineParser, Match, line_time
 from mailopsd.blocker.rules import RuleSpec, rule_specs
 from mailopsd.core.config.rule_names import AUTHENTICATED
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from mailopsd.core.config.schema_blocker import BlockerConfig
 
 PRUNE_MIN = 20000  # matches between two sweeps at least
+COMPACT_AT = 32768  # addresses in the dicts before the quiet IPv4 ones move to arrays
 _NEVER = -math.inf
 
 
@@ -65,6 +70,9 @@ class BanPolicy:
         self.rules: dict[str, RuleSpec] = {n: s for n, s in self.specs.items() if s.enabled}
         # rule -> ip -> the newest hits (at most maxretry), or one bare float for a single hit
         self._hits: dict[str, dict[str, float | list[float]]] = {n: {} for n in self.rules}
+        self._names = list(self.rules)  # rule number (in the compact arrays) -> name
+        self._compact = CompactHits()
+        self._compact_at = COMPACT_AT
         self._banned: dict[str, float | None] = {}  # ip -> until (None = permanent)
         self._auth: dict[str, float] = {}  # ip -> newest successful AUTH (log time)
         # logins matter only to no-rdns, and only with an exemption time
@@ -124,6 +132,8 @@ class BanPolicy:
                 if when > self._auth.get(ip, _NEVER):
                     self._auth[ip] = when
                 # the no-rdns hits of this user's own earlier connections do not count either
+                if self._compact.n:
+                    self._uncompact(ip)
                 self._hits["no-rdns"].pop(ip, None)
                 if self._dirty is not None:
                     self._dirty.add(ip)
@@ -143,6 +153,8 @@ class BanPolicy:
                 return None
         table = self._hits[rule]
         old = table.get(ip)
+        if old is None and self._compact.n and self._uncompact(ip):
+            old = table.get(ip)
         if self._dirty is not None:
             self._dirty.add(ip)
         if old is None:
@@ -183,6 +195,51 @@ class BanPolicy:
         self._since_prune += 1
         if self._since_prune >= self._prune_at:
             self.prune()
+        if not self._since_prune & 1023 and \
+                sum(len(t) for t in self._hits.values()) >= self._compact_at:
+            self.compact()
+
+    def compact(self) -> int:
+        """Move the IPv4 addresses with at most two hits from the dicts to the compact arrays;
+        returns how many moved."""
+        seen: dict[str, int] = {}
+        for table in self._hits.values():
+            for ip, h in table.items():
+                seen[ip] = seen.get(ip, 0) + (1 if type(h) is float else len(h))  # type: ignore[arg-type]
+        moved = 0
+        for ip, n in seen.items():
+            k = v4key(ip) if n <= 2 else None
+            if k is None:
+                continue
+            hits: list[Hit] = []
+            for number, table in enumerate(self._hits.values()):
+                got = table.pop(ip) if ip in table else None
+                if isinstance(got, float):
+                    hits.append((number, got))
+                elif got is not None:
+                    hits.extend((number, t) for t in got)
+            self._compact.put(k, hits)
+            moved += 1
+        left = sum(len(t) for t in self._hits.values())
+        self._compact_at = max(COMPACT_AT, 2 * left)  # busy addresses stay: no quadratic work
+        return moved
+
+    def _uncompact(self, ip: str) -> bool:
+        """Bring ``ip``'s hits back from the compact arrays into the dicts; False if none."""
+        k = v4key(ip)
+        hits = None if k is None else self._compact.take(k)
+        if not hits:
+            return False
+        for number, t in sorted(hits, key=lambda h: h[1]):
+            table = self._hits[self._names[number]]
+            old = table.get(ip)
+            if old is None:
+                table[ip] = t
+            elif type(old) is float:
+                table[ip] = [old, t]
+            else:
+                old.append(t)  # type: ignore[union-attr]
+        return True
 
     def _decide(self, ip: str, spec: RuleSpec, hits: list[float]) -> BanDecision:
         try:
@@ -221,6 +278,8 @@ class BanPolicy:
     def forget(self, ip: str) -> None:
         """Drop what is known about ``ip`` (after an unban or a manual removal)."""
         self._banned.pop(ip, None)
+        if self._compact.n:
+            self._uncompact(ip)
         for table in self._hits.values():
             table.pop(ip, None)
         if self._dirty is not None:
@@ -229,6 +288,8 @@ class BanPolicy:
     def note_banned(self, ip: str, until: float | None) -> None:
         """``ip`` is banned until ``until`` (None = permanent): do not decide it again."""
         self._banned[ip] = until
+        if self._compact.n:
+            self._uncompact(ip)
         for table in self._hits.values():
             table.pop(ip, None)
         if self._dirty is not None:
@@ -243,6 +304,9 @@ class BanPolicy:
     def counts_of(self, ip: str) -> dict[str, list[float]]:
         """The hits still counted for ``ip``, per rule (``authenticated``: its last login)."""
         out: dict[str, list[float]] = {}
+        k = v4key(ip) if self._compact.n else None
+        for number, when in (self._compact.peek(k) or []) if k is not None else []:
+            out.setdefault(self._names[number], []).append(when)
         for name, table in self._hits.items():
             h = table.get(ip)
             if h is not None:
@@ -294,6 +358,9 @@ class BanPolicy:
             del self._auth[ip]
         for ip in [ip for ip, u in self._banned.items() if u is not None and u <= newest]:
             del self._banned[ip]
+        if self._compact.n:
+            dropped += self._compact.prune([newest - self.rules[n].findtime
+                                            for n in self._names])
         longest = max([float(s.findtime) for s in self.rules.values()] + [exempt])
         self.pruned_before = newest - longest
         self._since_prune = 0
@@ -305,7 +372,7 @@ class BanPolicy:
         keys: set[str] = set()
         for table in self._hits.values():
             keys.update(table)
-        return len(keys)
+        return len(keys) + self._compact.n
 
     def stale_rules(self, now: float) -> list[str]:
         """Enabled rules that matched nothing for ``silence_warning`` while lines kept coming.
