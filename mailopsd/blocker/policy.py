@@ -7,9 +7,9 @@ replay after a restart or a scan of an old log decides exactly like the live run
 
 Memory stays bounded: per rule and IP only the last ``maxretry`` timestamps are kept, and every
 so often counters whose newest hit left the window are dropped (amortised O(1) per match).
-When the dicts hold more than COMPACT_AT addresses, the IPv4 ones seen at most twice move to
-flat arrays (``blocker.compact``: ~40 B instead of ~420 B per address; a botnet's million
-one-off addresses fit in ~100 MB) and come back to the dicts when seen again.
+When the dicts hold more than COMPACT_AT addresses, the ones seen at most twice move to flat
+arrays (``blocker.compact``: ~55 B instead of ~420 B per address; a botnet's million one-off
+addresses fit in ~100 MB with the daemon around them) and come back when seen again.
 Not thread-safe: the caller serialises (the blocker service holds one lock).
 
 Across restarts (``track_changes``): every address whose counts changed is remembered until
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mailopsd.blocker.compact import CompactHits, Hit, v4key
+from mailopsd.blocker.compact import CompactHits, Hit, ip_key
 from mailopsd.blocker.parse import LineParser, Match, line_time
 from mailopsd.blocker.rules import RuleSpec, rule_specs
 from mailopsd.core.config.rule_names import AUTHENTICATED
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from mailopsd.core.config.schema_blocker import BlockerConfig
 
 PRUNE_MIN = 20000  # matches between two sweeps at least
-COMPACT_AT = 32768  # addresses in the dicts before the quiet IPv4 ones move to arrays
+COMPACT_AT = 16384  # addresses in the dicts before the quiet ones move to the arrays
 _NEVER = -math.inf
 
 
@@ -200,7 +200,7 @@ class BanPolicy:
             self.compact()
 
     def compact(self) -> int:
-        """Move the IPv4 addresses with at most two hits from the dicts to the compact arrays;
+        """Move the addresses with at most two hits from the dicts to the compact arrays;
         returns how many moved."""
         seen: dict[str, int] = {}
         for table in self._hits.values():
@@ -208,7 +208,7 @@ class BanPolicy:
                 seen[ip] = seen.get(ip, 0) + (1 if type(h) is float else len(h))  # type: ignore[arg-type]
         moved = 0
         for ip, n in seen.items():
-            k = v4key(ip) if n <= 2 else None
+            k = ip_key(ip) if n <= 2 else None
             if k is None:
                 continue
             hits: list[Hit] = []
@@ -226,7 +226,7 @@ class BanPolicy:
 
     def _uncompact(self, ip: str) -> bool:
         """Bring ``ip``'s hits back from the compact arrays into the dicts; False if none."""
-        k = v4key(ip)
+        k = ip_key(ip)
         hits = None if k is None else self._compact.take(k)
         if not hits:
             return False
@@ -304,7 +304,7 @@ class BanPolicy:
     def counts_of(self, ip: str) -> dict[str, list[float]]:
         """The hits still counted for ``ip``, per rule (``authenticated``: its last login)."""
         out: dict[str, list[float]] = {}
-        k = v4key(ip) if self._compact.n else None
+        k = ip_key(ip) if self._compact.n else None
         for number, when in (self._compact.peek(k) or []) if k is not None else []:
             out.setdefault(self._names[number], []).append(when)
         for name, table in self._hits.items():
