@@ -89,8 +89,10 @@ def in_process(args: argparse.Namespace) -> None:
           f"{elapsed:.1f} s, {n / elapsed:,.0f} lines/s)")
     print(f"RSS before: {before / 2**20:.1f} MB, after: {after / 2**20:.1f} MB, "
           f"peak: {peak / 2**20:.1f} MB (target <= {TARGET_MB} MB); per address: "
-          f"{(after - before) / max(1, tracked):.0f} B; compact arrays: "
-          f"{policy._compact.n:,} addresses in {policy._compact.nbytes() / 2**20:.1f} MB")
+          f"{(after - before) / max(1, tracked):.0f} B")
+    compact = getattr(policy, "_compact", None)  # absent before issue 12's compact arrays
+    if compact is not None:
+        print(f"compact arrays: {compact.n:,} addresses in {compact.nbytes() / 2**20:.1f} MB")
     ok = peak <= TARGET_MB * 2**20 and tracked >= args.ips
     print("target met" if ok else "TARGET MISSED")
 
@@ -101,8 +103,11 @@ def scan_log(args: argparse.Namespace) -> None:
         with os.fdopen(fd, "w") as f:
             n = sum(f.write(line + "\n") > 0 for line in lines(args.ips, args.mix))
         mailopsd = os.path.join(os.path.dirname(sys.executable), "mailopsd")
+        helptext = subprocess.run([mailopsd, "scan-log", "--help"], capture_output=True,
+                                  text=True, check=False).stdout
+        extra = ["--no-config"] if "--no-config" in helptext else []
         t0 = time.perf_counter()
-        child = subprocess.Popen([mailopsd, "scan-log", "--json", path],
+        child = subprocess.Popen([mailopsd, "scan-log", *extra, "--json", path],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - t0
