@@ -157,10 +157,18 @@ def write_backup(directory: str, text: str, when: datetime, tag: str = "") -> tu
     name = backup_name(when, tag)
     data = gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
     digest = hashlib.sha256(data).hexdigest()
-    atomic_write(directory, name, data)
-    entries = read_manifest(directory)
-    entries[name] = digest
-    write_manifest(directory, entries)
+    try:
+        atomic_write(directory, name, data)
+    except OSError as exc:  # a full disk (ENOSPC), a quota: nothing half-written stays
+        raise BayesError(f"cannot write the backup {name} in {directory}: "
+                         f"{exc.strerror or exc}") from exc
+    try:
+        entries = read_manifest(directory)
+        entries[name] = digest
+        write_manifest(directory, entries)
+    except OSError as exc:
+        raise BayesError(f"the backup {name} was written whole, but {MANIFEST} in {directory} "
+                         f"could not be updated: {exc.strerror or exc}") from exc
     return os.path.join(directory, name), digest
 
 
