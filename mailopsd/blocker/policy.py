@@ -364,7 +364,9 @@ class BanPolicy:
         longest = max([float(s.findtime) for s in self.rules.values()] + [exempt])
         self.pruned_before = newest - longest
         self._since_prune = 0
-        self._prune_at = max(PRUNE_MIN, sum(len(t) for t in self._hits.values()))
+        # amortised: a sweep costs O(addresses held), so sweep once per as many matches
+        self._prune_at = max(PRUNE_MIN, sum(len(t) for t in self._hits.values())
+                             + self._compact.n)
         return dropped
 
     def tracked(self) -> int:
