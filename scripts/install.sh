@@ -19,6 +19,8 @@ PACKAGES=(
   python3-pytest python3-hypothesis python3-aiosmtpd python3-setuptools python3-wheel
   # issue 13: the missed-rotation tests run the real logrotate (Debian's exim4-base stanza)
   logrotate
+  # issue 12: nftables bans in-process through libnftables (no nft process per ban)
+  python3-nftables
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -9,8 +9,10 @@ and counted once). One row per address: ``rule:t,t;rule:t`` (log times, seconds)
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from mailopsd.core.logs import get_logger
 
@@ -39,21 +41,35 @@ def decode(text: str) -> dict[str, list[float]]:
 def save(conn: sqlite3.Connection, policy: BanPolicy) -> int:
     """Write the counts changed since the last save (inside the caller's transaction);
     returns how many addresses were written or deleted."""
+    return writer(policy, None)(conn)
+
+
+def writer(policy: BanPolicy, lock: Any) -> Callable[[sqlite3.Connection], int]:
+    """Take the counts changed since the last save (call with the policy's lock held) and
+    return the function that writes them in a transaction. If that write fails, the addresses
+    are marked changed again (under ``lock``), so the next save carries them."""
     changes = policy.take_changes()
-    if changes:
-        gone = [(ip,) for ip, c in changes if not c]
-        rows = [(ip, *encode(c)) for ip, c in changes if c]
-        if gone:
-            conn.executemany("DELETE FROM blocker_counts WHERE ip = ?", gone)
-        if rows:
-            conn.executemany(
-                "INSERT INTO blocker_counts (ip, hits, newest) VALUES (?, ?, ?) "
-                "ON CONFLICT (ip) DO UPDATE SET hits = excluded.hits, newest = excluded.newest",
-                rows)
-    if policy.pruned_before is not None:  # what the policy pruned from memory
-        conn.execute("DELETE FROM blocker_counts WHERE newest <= ?", (policy.pruned_before,))
-        policy.pruned_before = None
-    return len(changes)
+    pruned, policy.pruned_before = policy.pruned_before, None
+
+    def write(conn: sqlite3.Connection) -> int:
+        try:
+            gone = [(ip,) for ip, c in changes if not c]
+            rows = [(ip, *encode(c)) for ip, c in changes if c]
+            if gone:
+                conn.executemany("DELETE FROM blocker_counts WHERE ip = ?", gone)
+            if rows:
+                conn.executemany(
+                    "INSERT INTO blocker_counts (ip, hits, newest) VALUES (?, ?, ?) ON CONFLICT"
+                    " (ip) DO UPDATE SET hits = excluded.hits, newest = excluded.newest", rows)
+            if pruned is not None:  # what the policy pruned from memory
+                conn.execute("DELETE FROM blocker_counts WHERE newest <= ?", (pruned,))
+        except BaseException:
+            with lock or contextlib.nullcontext():
+                policy.mark_changed([ip for ip, _ in changes], pruned)
+            raise
+        return len(changes)
+
+    return write
 
 
 def load(conn: sqlite3.Connection, policy: BanPolicy) -> int:

@@ -323,6 +323,13 @@ class BanPolicy:
         dirty, self._dirty = self._dirty, set()
         return [(ip, self.counts_of(ip)) for ip in dirty]
 
+    def mark_changed(self, ips: list[str], pruned_before: float | None) -> None:
+        """Changes whose saving failed: carry them in the next ``take_changes``."""
+        if self._dirty is not None:
+            self._dirty.update(ips)
+        if pruned_before is not None and self.pruned_before is None:
+            self.pruned_before = pruned_before
+
     def load_counts(self, ip: str, counts: dict[str, list[float]]) -> None:
         """Put back saved hits of one address (rules no longer enabled are ignored)."""
         for name, times in counts.items():

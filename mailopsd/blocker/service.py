@@ -146,10 +146,12 @@ class BlockerService:
         if loaded:
             self.log.info("counts_restored", addresses=loaded, tracked=self.policy.tracked())
 
-    def _save_counts(self, conn: Any) -> None:
-        """The log follower's on_save: counts commit with the position they belong to."""
+    def _save_counts(self) -> Any:
+        """The log follower's on_save: the changed counts, taken under our lock BEFORE the
+        follower's transaction begins (never wait for our lock while holding the database's),
+        written in that transaction, so they commit with the position they belong to."""
         with self._lock:
-            counts.save(conn, self.policy)
+            return counts.writer(self.policy, self._lock)
 
     # -- bans ---------------------------------------------------------------------------------
     def _on_lines(self, lines: list[str]) -> None:

@@ -36,6 +36,8 @@ from mailopsd.logtail.chain import RotationChain
 from mailopsd.logtail.reader import Reader, first_line_hash, open_regular
 from mailopsd.logtail.rotated import catch_up
 
+Writer = Callable[[sqlite3.Connection], None]
+
 
 class LogFollower(RotationChain):
     """Delivers the complete new lines of ``path`` to ``on_lines``; see the module docstring."""
@@ -44,9 +46,10 @@ class LogFollower(RotationChain):
                  on_lines: Callable[[list[str]], None], *, poll_interval: float = 1.0,
                  max_line: int = 8192 + 1024, start_at_end: bool = False,
                  drain_grace: float = 5.0,
-                 on_save: Callable[[sqlite3.Connection], None] | None = None) -> None:
+                 on_save: Callable[[], Writer | None] | None = None) -> None:
         """``start_at_end``: with no saved position, skip what the file already holds.
-        ``on_save(conn)`` runs inside each position save's transaction."""
+        ``on_save()`` runs before each position save, outside any transaction (it may take the
+        caller's locks), and returns a writer run inside the save's transaction (or None)."""
         self.name = name
         self.path = os.path.abspath(path)
         self.state = state
@@ -319,6 +322,7 @@ class LogFollower(RotationChain):
             r.hash = r.line_hash()
         conn = self._conn()
         now = time.time()
+        writer = self.on_save() if self.on_save is not None else None
         with immediate(conn, "log position"):
             conn.execute(
                 "INSERT INTO log_positions (name, path, dev, ino, offset, first_line_hash, "
@@ -327,7 +331,7 @@ class LogFollower(RotationChain):
                 "offset = excluded.offset, first_line_hash = excluded.first_line_hash, "
                 "updated = excluded.updated, size = excluded.size",
                 (self.name, self.path, r.dev, r.ino, r.offset, r.hash, now, r.size()))
-            if self.on_save is not None:
-                self.on_save(conn)
+            if writer is not None:
+                writer(conn)
         self._saved_at = now
 
