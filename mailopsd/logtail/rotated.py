@@ -170,9 +170,14 @@ def catch_up(path: str, dev_ino: tuple[int, int] | None, h: str, offset: int, ma
             continue
         compressed = os.path.splitext(p)[1] in OPENERS
         fh = stream_first_line_hash(p, max_line) if compressed else _plain_hash(p, max_line)
-        if fh and fh in seen:  # the same file twice, mid-rotation: keep the plain copy
+        if compressed and not fh:
+            continue  # being written by logrotate right now (its source is still there)
+        twin = seen.get(fh) if fh else None
+        if twin is not None and (compressed or entries[twin][0].endswith(tuple(OPENERS))):
+            # the same file twice (a plain copy and the archive logrotate made of it, while it
+            # runs): keep the plain one, at the archive's place in the order if it came first
             if not compressed:
-                entries[seen[fh]] = (p, fh, st)
+                entries[twin] = (p, fh, st)
             continue
         if fh:
             seen[fh] = len(entries)
