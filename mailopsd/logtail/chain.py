@@ -34,6 +34,8 @@ class RotationChain:
     _note_present: Callable[[], None]
     _warn_path: Callable[[str], None]
     _conn: Callable[[], Any]
+    _waiting_since: float | None
+    _save_waiting: Callable[[float], None]
 
     def _on_truncated(self, cur: Reader) -> int:
         """copytruncate (or ``: > log``): read the unread tail from the copy (and any newer
@@ -170,12 +172,19 @@ class RotationChain:
                                    (self.name,)).fetchone()
         if row is not None and row["path"] != self.path:
             row = None  # the configured file changed: its old position means nothing
+        if row is not None and row["ino"] == 0:
+            # the last run was still waiting for the log to appear: what logrotate made of it
+            # since then is read first (poll_once), as if that run had never stopped
+            self._waiting_since = row["updated"]
+            row = None
         if row is None:
-            self._cur = self._open_path(0)
+            self._cur = None if self._waiting_since is not None else self._open_path(0)
             if self._cur is not None:
                 if self.start_at_end:
                     self._cur.seek_end()
                 self._save(self._cur)
+            elif self._waiting_since is not None:
+                self._save_waiting(self._waiting_since)
             self.log.info("log_follow_started", name=self.name, path=self.path,
                           offset=self._cur.offset if self._cur else None)
             return

@@ -316,6 +316,15 @@ class LogFollower(RotationChain):
             conn = self._local.conn = self.state.connect()
         return conn
 
+    def _save_waiting(self, since: float) -> None:
+        """Nothing to read yet: remember since when (a restart then reads what logrotate
+        made of the log meanwhile, instead of starting at the live file)."""
+        with immediate(self._conn(), "log position"):
+            self._conn().execute(
+                "INSERT INTO log_positions (name, path, dev, ino, offset, first_line_hash, "
+                "updated, size) VALUES (?, ?, 0, 0, 0, '', ?, 0) ON CONFLICT (name) DO NOTHING",
+                (self.name, self.path, since))
+
     def _save(self, r: Reader) -> None:
         """Save r's position, and what ``on_save`` writes, in one transaction."""
         if not r.hash:

@@ -256,3 +256,19 @@ def test_rotated_before_it_was_ever_opened_is_read_from_the_copies(scene: Scene)
     run_until_idle(f)
     f.stop(2)
     assert scene.got == scene.written
+
+
+def test_killed_while_waiting_for_the_log_then_rotated_reads_every_line(scene: Scene) -> None:
+    """Stopped (kill -9: no stop()) before its first line, while the log did not exist yet;
+    Exim then writes and logrotate runs: the restart reads the copies, then the live file."""
+    f = scene.follower()
+    assert f.poll_once() == 0  # waiting; nothing more is saved before the "crash"
+    scene.write(5)
+    scene.rotate()
+    scene.write(2)
+    with capture_logs() as events:
+        f2 = scene.follower()
+        run_until_idle(f2)
+        f2.stop(2)
+    assert scene.got == scene.written
+    assert not [e for e in events if e["event"] == "log_data_lost"]
