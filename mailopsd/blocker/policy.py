@@ -7,14 +7,10 @@ replay after a restart or a scan of an old log decides exactly like the live run
 
 Memory stays bounded: per rule and IP only the last ``maxretry`` timestamps are kept, and every
 so often counters whose newest hit left the window are dropped (amortised O(1) per match).
-When the dicts hold more than COMPACT_AT addresses, the ones seen at most twice move to flat
-arrays (``blocker.compact``: ~55 B instead of ~420 B per address; a botnet's million one-off
-addresses fit in ~100 MB with the daemon around them) and come back when seen again.
-Not thread-safe: the caller serialises (the blocker service holds one lock).
-
-Across restarts (``track_changes``): every address whose counts changed is remembered until
-``take_changes``; the blocker saves those in the same transaction as the log position
-(``blocker.counts``), so hits before a crash still count and no line is counted twice.
+Past COMPACT_AT addresses in the dicts, the ones seen at most twice move to flat arrays
+(``blocker.compact``: ~55 B instead of ~420 B each) and come back when seen again. Across
+restarts (``track_changes``): addresses whose counts changed are kept for ``take_changes``,
+saved with the log position (``blocker.counts``). Not thread-safe: the caller serialises.
 """
 
 from __future__ import annotations
