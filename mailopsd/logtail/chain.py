@@ -34,6 +34,8 @@ class RotationChain:
     _note_present: Callable[[], None]
     _warn_path: Callable[[str], None]
     _conn: Callable[[], Any]
+    _later_ids: dict[str, tuple[int, int]]
+    _moved: bool
     _waiting_since: float | None
     _save_waiting: Callable[[float], None]
 
@@ -76,10 +78,18 @@ class RotationChain:
                                      "newest was taken (lines may be skipped, none read twice)")
 
     def _next_copy(self) -> Reader | None:
-        """Open the next rotated copy still to read; unreadable ones are reported lost."""
+        """Open the next rotated copy still to read; unreadable ones are reported lost. If
+        logrotate renamed it since it was listed (another file has the name now), nothing is
+        opened and ``_moved`` is set: the caller lists the copies again."""
+        self._moved = False
         while self._later:
             p = self._later.pop(0)
             r = open_copy(p, 0, self.max_line)
+            seen = self._later_ids.get(p)
+            if r is not None and seen is not None and (r.dev, r.ino) != seen:
+                r.close()
+                self._later, self._moved = [], True
+                return None
             if r is not None:
                 self.log.info("log_catching_up", name=self.name, path=self.path, file=p)
                 return r
@@ -121,11 +131,16 @@ class RotationChain:
             found.reader.close()
         nxt = None
         if found.later:
-            self._later = found.later
+            self._later, self._later_ids = list(found.later), found.ids
             nxt = self._next_copy()
+            if nxt is None and self._moved:
+                return n, True  # renamed under us: list again before switching
         new = nxt or self._open_path(0)
         if new is None:
             return n, False
+        if nxt is None and self._newer_copies(cur):
+            new.close()  # logrotate ran again between the listing and the open: list again
+            return n, True
         self.log.info("log_rotated", name=self.name, path=self.path, old_inode=cur.ino,
                       new_inode=new.ino, old_offset=cur.offset,
                       missed_copies=len(found.later))
@@ -133,6 +148,16 @@ class RotationChain:
         self._cur = new
         self._save(new)
         return n + self._drain(new, check=new.path == self.path)[0], True
+
+    def _newer_copies(self, cur: Reader) -> bool:
+        """Whether rotated copies newer than ``cur`` exist now (checked again after opening
+        the live file: a rotation in between would otherwise skip a whole file)."""
+        plain = not isinstance(cur, StreamReader)
+        found = catch_up(self.path, (cur.dev, cur.ino) if plain else None, cur.hash, 0,
+                         self.max_line, self._saved_at)
+        if found.reader is not None:
+            found.reader.close()
+        return found.reader is not None and bool(found.later)
 
     def _leave_copy(self, cur: Reader) -> tuple[int, bool]:
         """``cur`` is a rotated copy read to its end: go on to the next copy or the live file."""
@@ -147,8 +172,10 @@ class RotationChain:
         self._ambiguous(found)
         if found.reader is not None:
             found.reader.close()
-        self._later = found.later
+        self._later, self._later_ids = list(found.later), found.ids
         new = self._next_copy()
+        if new is None and self._moved:
+            return 0, True  # renamed under us: poll_once comes back here, listing again
         if new is None:
             new = self._open_path(0)
             if new is None:
@@ -157,6 +184,9 @@ class RotationChain:
             if (new.dev, new.ino) == (cur.dev, cur.ino):  # the copy was renamed back: go on
                 new.close()
                 return 0, False
+            if self._newer_copies(cur):
+                new.close()  # logrotate ran again between the listing and the open
+                return 0, True
         if isinstance(cur, StreamReader):
             cur.close()  # compressed: nobody writes to it any more
         else:
@@ -211,7 +241,7 @@ class RotationChain:
         if found.reader is not None:
             self.log.info("log_follow_resumed", name=self.name, path=found.reader.path,
                           offset=offset, rotated=True, later=found.later)
-            self._later = found.later
+            self._later, self._later_ids = list(found.later), found.ids
             self._cur = found.reader  # drained first; then on along the chain to the live file
             return
         self._lost(ino, offset, row["size"],
@@ -219,7 +249,7 @@ class RotationChain:
         if found.later:
             self.log.info("log_follow_resumed", name=self.name, path=found.later[0], offset=0,
                           rotated=True, later=found.later[1:])
-        self._later = found.later
+        self._later, self._later_ids = list(found.later), found.ids
         self._cur = self._next_copy() or self._open_path(0)
         if self._cur is not None:
             self._save(self._cur)

@@ -61,6 +61,8 @@ class LogFollower(RotationChain):
         self.on_save = on_save
         self.log = get_logger("follow")
         self._later: list[str] = []  # rotated copies still to read whole before the live file
+        self._later_ids: dict[str, tuple[int, int]] = {}  # their (dev, inode) when listed
+        self._moved = False
         self._missing = False  # log_missing said, log_appeared not yet
         self._waiting_since: float | None = None  # nothing open: since when it is missing
         self._saved_at = time.time()
@@ -184,8 +186,9 @@ class LogFollower(RotationChain):
                 if self._waiting_since is not None:
                     # rotated before we ever opened it (logrotate ran while we waited for the
                     # file to appear): its copies written since then come first
-                    self._later = catch_up(self.path, None, "", 0, self.max_line,
-                                           self._waiting_since).later
+                    found = catch_up(self.path, None, "", 0, self.max_line,
+                                     self._waiting_since)
+                    self._later, self._later_ids = found.later, found.ids
                     self._cur = self._next_copy()
                 if self._cur is None:
                     self._cur = self._open_path(0)

@@ -144,6 +144,7 @@ class CatchUp:
     reader: Reader | None
     later: list[str] = field(default_factory=list)
     ambiguous: bool = False
+    ids: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (dev, inode) seen
 
 
 def catch_up(path: str, dev_ino: tuple[int, int] | None, h: str, offset: int, max_line: int,
@@ -182,6 +183,7 @@ def catch_up(path: str, dev_ino: tuple[int, int] | None, h: str, offset: int, ma
         if fh:
             seen[fh] = len(entries)
         entries.append((p, fh, st))
+    ids = {p: (st.st_dev, st.st_ino) for p, _, st in entries}
     exact = [i for i, (p, fh, st) in enumerate(entries)
              if dev_ino is not None and (st.st_dev, st.st_ino) == dev_ino
              and (not h or fh == h) and os.path.splitext(p)[1] not in OPENERS]
@@ -194,9 +196,9 @@ def catch_up(path: str, dev_ino: tuple[int, int] | None, h: str, offset: int, ma
             continue
         reader.hash = h
         later = [p for p, fh, _ in entries[i + 1:] if not (h and fh == h)]
-        return CatchUp(reader, later, ambiguous)
+        return CatchUp(reader, later, ambiguous, ids)
     return CatchUp(None, [p for p, fh, st in entries
-                          if st.st_mtime > saved_at and not (h and fh == h)])
+                          if st.st_mtime > saved_at and not (h and fh == h)], False, ids)
 
 
 def _plain_hash(p: str, max_line: int) -> str:
