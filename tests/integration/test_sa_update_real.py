@@ -388,3 +388,31 @@ def test_sa_update_killed_or_hanging_fails_and_keeps_the_old_rules(world: World,
     assert not any(p.name.startswith(".") for p in rules.iterdir())
     assert not psutil.pid_exists(hit[0]) or \
         psutil.Process(hit[0]).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.parametrize("fault", ["killed", "hanging"])
+def test_spamd_killed_or_hanging_is_one_event_and_a_failed_job(world: World, spamd_for: Any,
+                                                               fault: str) -> None:
+    """The real spamd SIGKILLed before the reload (its pid file left behind), or stopped
+    (SIGSTOP) so that it cannot come back from the SIGHUP within reload_wait: the update is
+    installed, the job fails with one spamd_reload_failed event, in bounded time."""
+    rules, keys = update_dir(world, f"spamd-{fault}")
+    outcome, _ = sa_update(world, rules, keys, "base", gpg_key_files=[str(world.key_file)])
+    assert outcome.result == "ok", outcome.error
+    spamd = spamd_for(rules)
+    pid = read_pid(spamd.pidfile)
+    assert pid
+    os.kill(pid, signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        outcome, events = sa_update(world, rules, keys, "good", pidfile=spamd.pidfile,
+                                    reload_wait="3s")
+        assert outcome.result == "failed" and "spamd" in (outcome.error or ""), outcome
+        failed = [e for e in events if e["event"] == "spamd_reload_failed"]
+        assert len(failed) == 1
+        assert ("died" if fault == "killed" else "did not come back") in failed[0]["detail"]
+        assert time.monotonic() - t0 < 3 + 60
+        assert installed(rules) == {"updates_spamassassin_org": "1000002"}
+    finally:
+        if fault == "hanging":
+            os.kill(pid, signal.SIGCONT)  # let the fixture stop it by its pid file
