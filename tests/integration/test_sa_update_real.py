@@ -416,3 +416,26 @@ def test_spamd_killed_or_hanging_is_one_event_and_a_failed_job(world: World, spa
     finally:
         if fault == "hanging":
             os.kill(pid, signal.SIGCONT)  # let the fixture stop it by its pid file
+
+
+def test_sa_update_out_of_disk_fails_and_keeps_the_old_rules(world: World) -> None:
+    """The update directory on a small tmpfs that the new rules do not fit in: one clear
+    failure, the old rules whole, nothing half-written left behind."""
+    rules, keys = update_dir(world, "full")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=256k,mode=0755,uid={world.owner.uid},"
+                    f"gid={world.owner.gid}", "tmpfs", str(rules)], check=True)
+    try:
+        outcome, _ = sa_update(world, rules, keys, "base", gpg_key_files=[str(world.key_file)])
+        assert outcome.result == "ok", outcome.error
+        before = fingerprint(str(rules / VERSION))
+        free = os.statvfs(rules).f_bavail * os.statvfs(rules).f_frsize
+        world.owner.run(["dd", "if=/dev/zero", f"of={rules}/filler", "bs=1024",
+                         f"count={max(1, free // 1024 - 2)}"], check=False)
+        outcome, events = sa_update(world, rules, keys, "good")
+        assert outcome.result == "failed", outcome
+        assert names(events).count("job_failed") == 1
+        assert "job_crashed" not in names(events)  # a clear error, not a traceback
+        assert fingerprint(str(rules / VERSION)) == before
+        assert sorted(p.name for p in rules.iterdir() if p.name != "filler") == [VERSION]
+    finally:
+        subprocess.run(["umount", str(rules)], check=False)
