@@ -37,6 +37,7 @@ from mailopsd.logtail.reader import Reader, first_line_hash, open_regular
 from mailopsd.logtail.rotated import catch_up
 
 Writer = Callable[[sqlite3.Connection], None]
+WAIT_MARGIN = 2.0  # seconds: see poll_once
 
 
 class LogFollower(RotationChain):
@@ -186,8 +187,11 @@ class LogFollower(RotationChain):
                 if self._waiting_since is not None:
                     # rotated before we ever opened it (logrotate ran while we waited for the
                     # file to appear): its copies written since then come first
+                    # file times come from the kernel's coarse clock (a few ms behind
+                    # time.time()): a copy written just as we began waiting must count; nothing
+                    # was read before, so a margin can never read a line twice
                     found = catch_up(self.path, None, "", 0, self.max_line,
-                                     self._waiting_since)
+                                     self._waiting_since - WAIT_MARGIN)
                     self._later, self._later_ids = found.later, found.ids
                     self._cur = self._next_copy()
                 if self._cur is None:
