@@ -7,6 +7,11 @@ the 11th, the one that crosses the seed's "more than ten" threshold, from its wr
 backend's ban() has returned (the kernel commit is done). Bans are sequential, like real abuse.
 
     .venv/bin/python bench/ban_latency.py [--bans 1000] [--backend iptables|nftables|both]
+        [--in-place 10000]
+
+``--in-place N``: N bans (1 h, other addresses) are already in the state database, so the
+service's start restores them into the kernel and every timed ban is made next to them (issue
+12: p99 <= 10 ms with 10,000 bans in place, both backends).
 
 Peer: fail2ban 1.0.2's daemon took 659 ms from the 10th failure line to the ban on these machines
 (reference/blocking.md); target p99 <= 50 ms.
@@ -29,7 +34,7 @@ F2B_MS = 659.0
 TARGET_P99_MS = 50.0
 
 
-def run(backend_name: str, n: int) -> list[float]:
+def run(backend_name: str, n: int, in_place: int = 0) -> list[float]:
     """Latencies in ms for n live bans through the real service."""
     from mailopsd.blocker.service import BlockerService
     from mailopsd.core import logs
@@ -46,6 +51,13 @@ def run(backend_name: str, n: int) -> list[float]:
                     "rules": {"no-rdns": {"maxretry": 11, "findtime": "1h", "bantime": "1h"}}}})
     logs.configure("json", "warning", stream=open(os.devnull, "w"))  # noqa: SIM115
     svc = BlockerService(cfg, StateDB(str(tmp / "state")))
+    if in_place:
+        now = time.time()
+        with svc.state.transaction() as c:  # one transaction: BanStore.record is per ban
+            c.executemany(
+                "INSERT INTO bans (ip, rule, reason, first_seen, last_seen, count, banned_at, "
+                "expires) VALUES (?, 'no-rdns', 'bench', ?, ?, 11, ?, ?)",
+                [(ip_of(200_000 + i), now, now, now, now + 3600) for i in range(in_place)])
     done: dict[str, float] = {}
     cond = threading.Condition()
     real_ban = svc.backend.ban
@@ -76,8 +88,8 @@ def run(backend_name: str, n: int) -> list[float]:
                     raise SystemExit(f"no ban of {ip} within 5 s")
             lat.append((done[ip] - t0) * 1000)
         in_kernel = len(svc.backend.list())
-        if in_kernel != n:
-            raise SystemExit(f"{in_kernel} bans in the kernel, expected {n}")
+        if in_kernel != n + in_place:
+            raise SystemExit(f"{in_kernel} bans in the kernel, expected {n + in_place}")
     finally:
         os.close(fd)
         svc.stop(5)
@@ -90,17 +102,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bans", type=int, default=1000)
     ap.add_argument("--backend", choices=("iptables", "nftables", "both"), default="both")
+    ap.add_argument("--in-place", type=int, default=0, help="bans already in the kernel")
     args = ap.parse_args()
     rc = in_throwaway_netns()
     if rc is not None:
         return rc
     names = ("iptables", "nftables") if args.backend == "both" else (args.backend,)
-    print(f"live ban latency, {args.bans} sequential bans (line written -> kernel commit done)")
+    target = 10.0 if args.in_place else TARGET_P99_MS
+    print(f"live ban latency, {args.bans} sequential bans (line written -> kernel commit done)"
+          f", {args.in_place} bans already in place")
     for name in names:
-        lat = run(name, args.bans)
+        lat = run(name, args.bans, args.in_place)
         p99 = pct(lat, 99)
-        print(f"  {name:9s} {summary(lat)}   p99 vs target {TARGET_P99_MS:.0f} ms: "
-              f"{'OK' if p99 <= TARGET_P99_MS else 'MISSED'}; fail2ban {F2B_MS:.0f} ms / "
+        print(f"  {name:9s} {summary(lat)}   p99 vs target {target:.0f} ms: "
+              f"{'OK' if p99 <= target else 'MISSED'}; fail2ban {F2B_MS:.0f} ms / "
               f"p99 = {F2B_MS / p99:.0f}x")
     return 0
 

@@ -26,6 +26,10 @@ PACKAGES=(
   python3-psycopg libdbd-pg-perl postgresql-15 postgresql-client-15
   # issue 15: build the .deb (debhelper/pybuild, man page) and boot a systemd container for tests
   debhelper dh-python pybuild-plugin-pyproject python3-build python3-installer python3-docutils lintian debootstrap systemd-container
+  # issue 13: the missed-rotation tests run the real logrotate (Debian's exim4-base stanza)
+  logrotate
+  # issue 12: nftables bans in-process through libnftables (no nft process per ban)
+  python3-nftables
 )
 
 if [ "$(id -u)" != 0 ]; then

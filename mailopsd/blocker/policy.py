@@ -7,7 +7,10 @@ replay after a restart or a scan of an old log decides exactly like the live run
 
 Memory stays bounded: per rule and IP only the last ``maxretry`` timestamps are kept, and every
 so often counters whose newest hit left the window are dropped (amortised O(1) per match).
-Not thread-safe: the caller serialises (the blocker service holds one lock).
+Past COMPACT_AT addresses in the dicts, the ones seen at most twice move to flat arrays
+(``blocker.compact``: ~55 B instead of ~420 B each) and come back when seen again. Across
+restarts (``track_changes``): addresses whose counts changed are kept for ``take_changes``,
+saved with the log position (``blocker.counts``). Not thread-safe: the caller serialises.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailopsd.blocker.compact import CompactHits, Hit, ip_key
 from mailopsd.blocker.parse import LineParser, Match, line_time
 from mailopsd.blocker.rules import RuleSpec, rule_specs
 from mailopsd.core.config.rule_names import AUTHENTICATED
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from mailopsd.core.config.schema_blocker import BlockerConfig
 
 PRUNE_MIN = 20000  # matches between two sweeps at least
+COMPACT_AT = 16384  # addresses in the dicts before the quiet ones move to the arrays
 _NEVER = -math.inf
 
 
@@ -61,6 +66,9 @@ class BanPolicy:
         self.rules: dict[str, RuleSpec] = {n: s for n, s in self.specs.items() if s.enabled}
         # rule -> ip -> the newest hits (at most maxretry), or one bare float for a single hit
         self._hits: dict[str, dict[str, float | list[float]]] = {n: {} for n in self.rules}
+        self._names = list(self.rules)  # rule number (in the compact arrays) -> name
+        self._compact = CompactHits()
+        self._compact_at = COMPACT_AT
         self._banned: dict[str, float | None] = {}  # ip -> until (None = permanent)
         self._auth: dict[str, float] = {}  # ip -> newest successful AUTH (log time)
         # logins matter only to no-rdns, and only with an exemption time
@@ -78,6 +86,8 @@ class BanPolicy:
         self._first_line: str | None = None
         self._last_line: str | None = None
         self._last_match: dict[str, float] = {}
+        self._dirty: set[str] | None = None  # addresses whose counts changed (track_changes)
+        self.pruned_before: float | None = None  # counts older than this were dropped
 
     # -- input --------------------------------------------------------------------------------
     def feed_line(self, line: str) -> BanDecision | None:
@@ -118,7 +128,11 @@ class BanPolicy:
                 if when > self._auth.get(ip, _NEVER):
                     self._auth[ip] = when
                 # the no-rdns hits of this user's own earlier connections do not count either
+                if self._compact.n:
+                    self._uncompact(ip)
                 self._hits["no-rdns"].pop(ip, None)
+                if self._dirty is not None:
+                    self._dirty.add(ip)
             return None
         spec = self.rules.get(rule)
         if spec is None:
@@ -135,6 +149,10 @@ class BanPolicy:
                 return None
         table = self._hits[rule]
         old = table.get(ip)
+        if old is None and self._compact.n and self._uncompact(ip):
+            old = table.get(ip)
+        if self._dirty is not None:
+            self._dirty.add(ip)
         if old is None:
             if spec.maxretry > 1:
                 # most addresses are seen once: a bare float, not a list (memory bound)
@@ -173,6 +191,51 @@ class BanPolicy:
         self._since_prune += 1
         if self._since_prune >= self._prune_at:
             self.prune()
+        if not self._since_prune & 1023 and \
+                sum(len(t) for t in self._hits.values()) >= self._compact_at:
+            self.compact()
+
+    def compact(self) -> int:
+        """Move the addresses with at most two hits from the dicts to the compact arrays;
+        returns how many moved."""
+        seen: dict[str, int] = {}
+        for table in self._hits.values():
+            for ip, h in table.items():
+                seen[ip] = seen.get(ip, 0) + (1 if type(h) is float else len(h))  # type: ignore[arg-type]
+        moved = 0
+        for ip, n in seen.items():
+            k = ip_key(ip) if n <= 2 else None
+            if k is None:
+                continue
+            hits: list[Hit] = []
+            for number, table in enumerate(self._hits.values()):
+                got = table.pop(ip) if ip in table else None
+                if isinstance(got, float):
+                    hits.append((number, got))
+                elif got is not None:
+                    hits.extend((number, t) for t in got)
+            self._compact.put(k, hits)
+            moved += 1
+        left = sum(len(t) for t in self._hits.values())
+        self._compact_at = max(COMPACT_AT, 2 * left)  # busy addresses stay: no quadratic work
+        return moved
+
+    def _uncompact(self, ip: str) -> bool:
+        """Bring ``ip``'s hits back from the compact arrays into the dicts; False if none."""
+        k = ip_key(ip)
+        hits = None if k is None else self._compact.take(k)
+        if not hits:
+            return False
+        for number, t in sorted(hits, key=lambda h: h[1]):
+            table = self._hits[self._names[number]]
+            old = table.get(ip)
+            if old is None:
+                table[ip] = t
+            elif type(old) is float:
+                table[ip] = [old, t]
+            else:
+                old.append(t)  # type: ignore[union-attr]
+        return True
 
     def _decide(self, ip: str, spec: RuleSpec, hits: list[float]) -> BanDecision:
         try:
@@ -211,14 +274,76 @@ class BanPolicy:
     def forget(self, ip: str) -> None:
         """Drop what is known about ``ip`` (after an unban or a manual removal)."""
         self._banned.pop(ip, None)
+        if self._compact.n:
+            self._uncompact(ip)
         for table in self._hits.values():
             table.pop(ip, None)
+        if self._dirty is not None:
+            self._dirty.add(ip)
 
     def note_banned(self, ip: str, until: float | None) -> None:
         """``ip`` is banned until ``until`` (None = permanent): do not decide it again."""
         self._banned[ip] = until
+        if self._compact.n:
+            self._uncompact(ip)
         for table in self._hits.values():
             table.pop(ip, None)
+        if self._dirty is not None:
+            self._dirty.add(ip)
+
+    # -- counts across restarts ---------------------------------------------------------------
+    def track_changes(self) -> None:
+        """Remember which addresses' counts change, for ``take_changes``."""
+        if self._dirty is None:
+            self._dirty = set()
+
+    def counts_of(self, ip: str) -> dict[str, list[float]]:
+        """The hits still counted for ``ip``, per rule (``authenticated``: its last login)."""
+        out: dict[str, list[float]] = {}
+        k = ip_key(ip) if self._compact.n else None
+        for number, when in (self._compact.peek(k) or []) if k is not None else []:
+            out.setdefault(self._names[number], []).append(when)
+        for name, table in self._hits.items():
+            h = table.get(ip)
+            if h is not None:
+                out[name] = [h] if type(h) is float else list(h)  # type: ignore[arg-type]
+        t = self._auth.get(ip)
+        if t is not None:
+            out[AUTHENTICATED] = [t]
+        return out
+
+    def take_changes(self) -> list[tuple[str, dict[str, list[float]]]]:
+        """(address, counts) of every address changed since the last call ({} = none left)."""
+        if not self._dirty:
+            return []
+        dirty, self._dirty = self._dirty, set()
+        return [(ip, self.counts_of(ip)) for ip in dirty]
+
+    def mark_changed(self, ips: list[str], pruned_before: float | None) -> None:
+        """Changes whose saving failed: carry them in the next ``take_changes``."""
+        if self._dirty is not None:
+            self._dirty.update(ips)
+        if pruned_before is not None and self.pruned_before is None:
+            self.pruned_before = pruned_before
+
+    def load_counts(self, ip: str, counts: dict[str, list[float]]) -> None:
+        """Put back saved hits of one address (rules no longer enabled are ignored)."""
+        for name, times in counts.items():
+            if not times:
+                continue
+            newest = max(times)
+            if newest > self._newest:
+                self._newest = newest
+            if name == AUTHENTICATED:
+                if self._exempting and newest > self._auth.get(ip, _NEVER):
+                    self._auth[ip] = newest
+                continue
+            spec = self.rules.get(name)
+            if spec is None:
+                continue
+            times = sorted(times)[-spec.maxretry:]
+            self._hits[name][ip] = float(times[0]) if len(times) == 1 else \
+                [float(t) for t in times]
 
     # -- upkeep and reporting -----------------------------------------------------------------
     def prune(self) -> int:
@@ -236,8 +361,15 @@ class BanPolicy:
             del self._auth[ip]
         for ip in [ip for ip, u in self._banned.items() if u is not None and u <= newest]:
             del self._banned[ip]
+        if self._compact.n:
+            dropped += self._compact.prune([newest - self.rules[n].findtime
+                                            for n in self._names])
+        longest = max([float(s.findtime) for s in self.rules.values()] + [exempt])
+        self.pruned_before = newest - longest
         self._since_prune = 0
-        self._prune_at = max(PRUNE_MIN, sum(len(t) for t in self._hits.values()))
+        # amortised: a sweep costs O(addresses held), so sweep once per as many matches
+        self._prune_at = max(PRUNE_MIN, sum(len(t) for t in self._hits.values())
+                             + self._compact.n)
         return dropped
 
     def tracked(self) -> int:
@@ -245,7 +377,7 @@ class BanPolicy:
         keys: set[str] = set()
         for table in self._hits.values():
             keys.update(table)
-        return len(keys)
+        return len(keys) + self._compact.n
 
     def stale_rules(self, now: float) -> list[str]:
         """Enabled rules that matched nothing for ``silence_warning`` while lines kept coming.

@@ -24,6 +24,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from mailopsd.blocker import counts
 from mailopsd.blocker.banlock import BanLock
 from mailopsd.blocker.cluster_apply import ClusterApply
 from mailopsd.blocker.evidence import Evidence
@@ -77,6 +78,7 @@ class BlockerService(ClusterApply):
         self.ignore = IgnoreList.from_config(config.blocker)
         self.policy = BanPolicy(config.blocker, self.ignore,
                                 previous_bans=self.store.times_banned)
+        self.policy.track_changes()  # counts survive restarts (saved with the log position)
         fl = config.blocker.flood
         self.flood: FloodDetector | None = None
         if fl.enabled:
@@ -111,7 +113,8 @@ class BlockerService(ClusterApply):
         self.log.info("bans_restored", count=len(active), expired=len(lifted),
                       backend=self.backend.name, duration=round(time.monotonic() - t0, 3))
         mainlog = self.config.blocker.mainlog
-        self._follower = LogFollower(f"blocker:{mainlog}", mainlog, self.state, self._on_lines)
+        self._follower = LogFollower(f"blocker:{mainlog}", mainlog, self.state, self._on_lines,
+                                     on_save=self._save_counts)
         self._follower.start()
         self.started_at = time.monotonic()
         self._stop.clear()
@@ -140,6 +143,7 @@ class BlockerService(ClusterApply):
             active = [b for b in active if not is_v6(b.ip)]
         self.backend.restore({b.ip: b.remaining(now) for b in active})
         with self._lock:
+            self._load_counts()
             self._banned = {b.ip: b.expires for b in active}
             for ban in active:
                 self.policy.note_banned(ban.ip, ban.expires)
@@ -162,6 +166,23 @@ class BlockerService(ClusterApply):
         """True while the follower and the tick thread both run."""
         return bool(self._follower is not None and self._follower.alive()
                     and self._tick is not None and self._tick.is_alive())
+
+    def _load_counts(self) -> None:
+        """Hits read before the last stop or crash count again (``blocker.counts``)."""
+        conn = self.state.connect()
+        try:
+            loaded = counts.load(conn, self.policy)
+        finally:
+            conn.close()
+        if loaded:
+            self.log.info("counts_restored", addresses=loaded, tracked=self.policy.tracked())
+
+    def _save_counts(self) -> Any:
+        """The log follower's on_save: the changed counts, taken under our lock BEFORE the
+        follower's transaction begins (never wait for our lock while holding the database's),
+        written in that transaction, so they commit with the position they belong to."""
+        with self._lock:
+            return counts.writer(self.policy, self._lock)
 
     # -- bans ---------------------------------------------------------------------------------
     def _on_lines(self, lines: list[str]) -> None:

@@ -22,8 +22,9 @@ from mailopsd.core.errors import StateError
 DB_NAME = "state.db"
 
 # (version, purpose, SQL). Append only once a version has landed on main; never edit a landed one.
-# Areas own their migrations: 1 core, 2 log follower, 3 blocker, 4 copy-to-Sent,
-# 7 ban history and failure mails (numbers may have gaps: every one above the stored runs).
+# Areas own their migrations: 1 core, 2 log follower, 3 blocker, 4 copy-to-Sent, 5 log sizes and
+# blocker counts, 7 ban history and failure mails, 8 cluster, 9 live learning (numbers may have
+# gaps: every one above the stored version runs, in this order).
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "job history", """
         CREATE TABLE job_runs (
@@ -99,6 +100,15 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         CREATE INDEX sent_pending_by_id ON sent_pending (exim_id);
     """),
+    (5, "log sizes for loss reports; the blocker's counts across restarts", """
+        ALTER TABLE log_positions ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE blocker_counts (       -- saved with the log position, in one transaction
+            ip TEXT PRIMARY KEY,
+            hits TEXT NOT NULL,             -- rule:t,t;rule:t (log times still counted)
+            newest REAL NOT NULL            -- newest of those times, for pruning
+        );
+        CREATE INDEX blocker_counts_by_newest ON blocker_counts (newest);
+    """),
     (7, "ban history with evidence; failure mails sent", """
         CREATE TABLE ban_log (              -- one row per ban made (bans keeps only the latest)
             id INTEGER PRIMARY KEY,
@@ -160,6 +170,21 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def ensure_migration(conn: sqlite3.Connection, number: int) -> None:
+    """Apply migration ``number`` if a database stored past it never got it (numbers landed
+    out of order across branches: migrate() only applies numbers above the stored version).
+    Only for migrations whose statements can be detected and re-run: CREATE TABLE/INDEX and
+    ADD COLUMN; each statement is skipped when its object already exists."""
+    sql = next(m[2] for m in MIGRATIONS if m[0] == number)
+    with immediate(conn, f"migration {number}"):
+        for statement in split_sql(sql):
+            try:
+                conn.execute(statement)
+            except sqlite3.OperationalError as exc:
+                if "already exists" not in str(exc) and "duplicate column" not in str(exc):
+                    raise
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,9 @@ class NftablesBackend(FirewallBackend):
         self.timeout = float(config.timeout)
         self.nft = nft
         self._lock = threading.Lock()  # keeps our own transactions in order
+        from mailopsd.firewall import libnft
+
+        self._lib = libnft.load(nft)  # in-process when the stock nft is configured (issue 12)
 
     def _run(self, script: str, what: str, *args: str, missing_ok: bool = False,
              tolerate: tuple[str, ...] = ("No such file or directory",)) -> str | None:
@@ -170,20 +173,28 @@ class NftablesBackend(FirewallBackend):
         """
         from mailopsd.core.process import run
 
-        argv = (self.nft, *args) if args else (self.nft, "-f", "-")
-        try:
+        if self._lib is not None:
+            from mailopsd.firewall import libnft
+
             with self._lock:
-                result = run(argv, timeout=self.timeout, ok_codes=(0, 1) if missing_ok else (0,),
-                             input=None if args else script.encode())
-        except ProcessError as exc:
-            detail = (exc.stderr or str(exc)).strip().splitlines()
-            raise FirewallError(f"nft {what} failed: {detail[0] if detail else exc}") from exc
-        if result.returncode != 0:
-            if any(t in result.stderr for t in tolerate):
+                rc, out, err = libnft.run(self._lib, script, args)
+        else:
+            argv = (self.nft, *args) if args else (self.nft, "-f", "-")
+            try:
+                with self._lock:
+                    result = run(argv, timeout=self.timeout,
+                                 ok_codes=(0, 1) if missing_ok else (0,),
+                                 input=None if args else script.encode())
+            except ProcessError as exc:
+                detail = (exc.stderr or str(exc)).strip().splitlines()
+                raise FirewallError(f"nft {what} failed: {detail[0] if detail else exc}") from exc
+            rc, out, err = result.returncode, result.stdout, result.stderr
+        if rc != 0:
+            if missing_ok and any(t in err for t in tolerate):
                 return None
-            detail = result.stderr.strip().splitlines()
+            detail = err.strip().splitlines()
             raise FirewallError(f"nft {what} failed: {detail[0] if detail else 'exit 1'}")
-        return result.stdout
+        return out
 
     def setup(self) -> None:
         """Create table, sets and chain; rewrite the chain's rules (sets are kept)."""

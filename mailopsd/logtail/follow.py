@@ -10,33 +10,47 @@
 - only complete lines are delivered; a line longer than ``max_line`` is cut to it (warning
   ``log_line_too_long``); bytes are decoded as UTF-8 with replacement characters;
 - (device, inode, offset, sha256 of the first line) are saved in ``log_positions`` after
-  ``on_lines`` returns, so a restart resumes exactly: no line twice, none missed, also when the
-  log rotated while stopped (the rest of ``mainlog.1``, found by inode and first line, is read
-  first). If ``on_lines`` raises, the same lines are delivered again at the next poll.
+  ``on_lines`` returns, in one transaction with whatever ``on_save`` writes (the blocker's
+  counts: a line's effect and its position commit together), so a restart resumes exactly: no
+  line twice, none missed. If ``on_lines`` raises, the same lines are delivered again;
+- missed rotations (down or slow across several logrotate runs, ``delaycompress``,
+  ``copytruncate``): the file last read is found among the rotated copies, compressed or not
+  (``rotated.catch_up``), its rest is read, then every newer copy whole, oldest first, then the
+  live file. What is gone for good is one ``log_data_lost`` event with the bytes known lost;
+- a log that does not exist (yet) is one ``log_missing`` event, and ``log_appeared`` when it does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from mailopsd.core.logs import get_logger
-from mailopsd.core.state import StateDB
-from mailopsd.logtail.reader import Reader, find_rotated, first_line_hash, open_regular
+from mailopsd.core.state import StateDB, immediate
+from mailopsd.logtail.chain import RotationChain
+from mailopsd.logtail.reader import Reader, first_line_hash, open_regular
+from mailopsd.logtail.rotated import catch_up
+
+Writer = Callable[[sqlite3.Connection], None]
+WAIT_MARGIN = 2.0  # seconds: see poll_once
 
 
-class LogFollower:
+class LogFollower(RotationChain):
     """Delivers the complete new lines of ``path`` to ``on_lines``; see the module docstring."""
 
     def __init__(self, name: str, path: str, state: StateDB,
                  on_lines: Callable[[list[str]], None], *, poll_interval: float = 1.0,
                  max_line: int = 8192 + 1024, start_at_end: bool = False,
-                 drain_grace: float = 5.0) -> None:
-        """``start_at_end``: with no saved position, skip what the file already holds."""
+                 drain_grace: float = 5.0,
+                 on_save: Callable[[], Writer | None] | None = None) -> None:
+        """``start_at_end``: with no saved position, skip what the file already holds.
+        ``on_save()`` runs before each position save, outside any transaction (it may take the
+        caller's locks), and returns a writer run inside the save's transaction (or None)."""
         self.name = name
         self.path = os.path.abspath(path)
         self.state = state
@@ -45,7 +59,14 @@ class LogFollower:
         self.max_line = max_line
         self.start_at_end = start_at_end
         self.drain_grace = drain_grace
+        self.on_save = on_save
         self.log = get_logger("follow")
+        self._later: list[str] = []  # rotated copies still to read whole before the live file
+        self._later_ids: dict[str, tuple[int, int]] = {}  # their (dev, inode) when listed
+        self._moved = False
+        self._missing = False  # log_missing said, log_appeared not yet
+        self._waiting_since: float | None = None  # nothing open: since when it is missing
+        self._saved_at = time.time()
         self._cur: Reader | None = None
         self._retired: list[tuple[Reader, float]] = []  # old files read a little longer
         self._resumed = False
@@ -64,11 +85,8 @@ class LogFollower:
             if not self._resumed:
                 self._resume()
         self._stop.clear()
-        if not os.path.lexists(self.path):
-            # e.g. mailopsd installed before Exim: keep running and pick the log up when it
-            # shows (inotify if the directory exists, else stat polling)
-            self.log.warning("log_waiting", name=self.name, path=self.path,
-                             message="the log does not exist yet; waiting for it to appear")
+        # a log that does not exist yet (mailopsd installed before Exim) is one log_missing
+        # event from the thread; it is picked up when it shows (inotify, else stat polling)
         self._start_watch()
         self._thread = threading.Thread(target=self._run, name=f"follow:{self.name}",
                                         daemon=True)
@@ -168,22 +186,40 @@ class LogFollower:
                 self._resume()
             n = self._drain_retired()
             if self._cur is None:
-                self._cur = self._open_path(0)
+                if self._waiting_since is not None:
+                    # rotated before we ever opened it (logrotate ran while we waited for the
+                    # file to appear): its copies written since then come first
+                    # file times come from the kernel's coarse clock (a few ms behind
+                    # time.time()): a copy written just as we began waiting must count; nothing
+                    # was read before, so a margin can never read a line twice
+                    found = catch_up(self.path, None, "", 0, self.max_line,
+                                     self._waiting_since - WAIT_MARGIN)
+                    self._later, self._later_ids = found.later, found.ids
+                    self._cur = self._next_copy()
+                if self._cur is None:
+                    self._cur = self._open_path(0)
                 if self._cur is not None:
+                    self._waiting_since = None
                     self._save(self._cur)
             # a truncation is looked for before reading, and again after each chunk read
             # (it may happen meanwhile): never deliver bytes of a file rewritten under us
             for _ in range(3):
                 if self._cur is None:
                     return n
-                if self._truncated(self._cur):
+                live = self._cur.path == self.path  # rotated copies are not truncated
+                if live and self._truncated(self._cur):
                     n += self._on_truncated(self._cur)
                     continue
-                got, clean = self._drain(self._cur, check=True)
+                got, clean = self._drain(self._cur, check=live)
                 n += got
                 if clean:
                     break
-            return n + self._check_rotated()
+            for _ in range(1000):  # each round moves to a newer file; bounded all the same
+                got, moved = self._check_rotated()
+                n += got
+                if not moved:
+                    break
+            return n
 
     def _drain(self, r: Reader, save: bool = True, check: bool = False) -> tuple[int, bool]:
         """Deliver r's complete lines up to EOF, chunk by chunk, saving after each.
@@ -224,49 +260,6 @@ class LogFollower:
             return False
         return first_line_hash(r.fd, self.max_line) not in (r.hash, "")
 
-    def _on_truncated(self, cur: Reader) -> int:
-        """copytruncate (or ``: > log``): read the unread tail from the copy, restart at 0."""
-        copy = find_rotated(self.path, None, cur.hash, cur.offset, self.max_line)
-        self.log.warning("log_truncated", name=self.name, path=self.path, offset=cur.offset,
-                         recovered_from=copy.path if copy else None)
-        n = 0
-        cur.close()
-        self._cur = None
-        if copy is not None:
-            self._cur = copy
-            self._save(copy)  # a crash now resumes in the copy
-            n = self._drain(copy)[0]
-            copy.close()
-        self._cur = self._open_path(0)
-        if self._cur is not None:
-            self._save(self._cur)
-        return n
-
-    def _check_rotated(self) -> int:
-        """The name now points to another file: drain the old one to EOF, then switch."""
-        cur = self._cur
-        if cur is None:
-            return 0
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return 0  # renamed with nocreate: keep reading the old file until a new one shows
-        except OSError as exc:
-            self._warn_path(str(exc))
-            return 0
-        if (st.st_dev, st.st_ino) == (cur.dev, cur.ino):
-            return 0
-        n = self._drain(cur)[0]  # whatever was written to the old file up to now
-        new = self._open_path(0)
-        if new is None:
-            return n
-        self.log.info("log_rotated", name=self.name, path=self.path, old_inode=cur.ino,
-                      new_inode=new.ino, old_offset=cur.offset)
-        self._retire(cur)
-        self._cur = new
-        self._save(new)
-        return n + self._drain(new, check=True)[0]
-
     def position(self) -> tuple[int, int, int] | None:
         """(device, inode, offset) of the file being read now, None before it exists."""
         with self._lock:
@@ -294,12 +287,31 @@ class LogFollower:
         try:
             fd = open_regular(self.path)
         except FileNotFoundError:
+            self._note_missing(following=self._cur.path if self._cur else None)
             return None
         except OSError as exc:
             self._warn_path(str(exc))
             return None
         self._bad_path_warned = False
+        self._note_present()
         return Reader(fd, self.path, offset, self.max_line)
+
+    def _note_missing(self, following: str | None) -> None:
+        """The log's name does not exist: say so once (a warning when nothing at all is being
+        read: Exim not installed or not started yet), not at every poll."""
+        if self._missing:
+            return
+        self._missing = True
+        if following is None and self._waiting_since is None:
+            self._waiting_since = time.time()
+        log = self.log.warning if following is None else self.log.info
+        log("log_missing", name=self.name, path=self.path, following=following,
+            message="the log does not exist (yet); waiting for it to appear")
+
+    def _note_present(self) -> None:
+        if self._missing:
+            self._missing = False
+            self.log.info("log_appeared", name=self.name, path=self.path)
 
     def _warn_path(self, error: str) -> None:
         if not self._bad_path_warned:
@@ -307,66 +319,37 @@ class LogFollower:
             self.log.warning("log_unreadable", name=self.name, path=self.path, error=error)
 
     # -- positions ----------------------------------------------------------------------------
-    def _resume(self) -> None:
-        """Position the reader where the last run stopped (see the module docstring)."""
-        self._resumed = True
-        row = self._conn().execute("SELECT * FROM log_positions WHERE name = ?",
-                                   (self.name,)).fetchone()
-        if row is not None and row["path"] != self.path:
-            row = None  # the configured file changed: its old position means nothing
-        if row is None:
-            self._cur = self._open_path(0)
-            if self._cur is not None:
-                if self.start_at_end:
-                    self._cur.seek_end()
-                self._save(self._cur)
-            self.log.info("log_follow_started", name=self.name, path=self.path,
-                          offset=self._cur.offset if self._cur else None)
-            return
-        dev, ino, offset, h = row["dev"], row["ino"], row["offset"], row["first_line_hash"]
-        cur = self._open_path(offset)
-        if cur is not None and (cur.dev, cur.ino) == (dev, ino):
-            size = os.fstat(cur.fd).st_size
-            now_hash = first_line_hash(cur.fd, self.max_line)
-            if size >= offset and (not h or now_hash in (h, "")):
-                cur.hash = h or now_hash
-                self._cur = cur
-                self.log.info("log_follow_resumed", name=self.name, path=self.path,
-                              offset=offset)
-                return
-            # truncated while stopped: the copy holds the tail; the file restarts at 0
-            copy = find_rotated(self.path, None, h, offset, self.max_line)
-            cur.close()
-            cur = None
-        else:
-            # rotated while stopped: the file we were reading has another name now
-            copy = find_rotated(self.path, (dev, ino), h, offset, self.max_line)
-            if cur is not None:
-                cur.close()
-        if copy is not None:
-            self.log.info("log_follow_resumed", name=self.name, path=copy.path, offset=offset,
-                          rotated=True)
-            self._cur = copy  # drained first; then _check_rotated switches to the new file
-            return
-        self.log.warning("log_position_lost", name=self.name, path=self.path, offset=offset,
-                         inode=ino)
-        self._cur = self._open_path(0)
-        if self._cur is not None:
-            self._save(self._cur)
-
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self.state.connect()
         return conn
 
+    def _save_waiting(self, since: float) -> None:
+        """Nothing to read yet: remember since when (a restart then reads what logrotate
+        made of the log meanwhile, instead of starting at the live file)."""
+        with immediate(self._conn(), "log position"):
+            self._conn().execute(
+                "INSERT INTO log_positions (name, path, dev, ino, offset, first_line_hash, "
+                "updated, size) VALUES (?, ?, 0, 0, 0, '', ?, 0) ON CONFLICT (name) DO NOTHING",
+                (self.name, self.path, since))
+
     def _save(self, r: Reader) -> None:
+        """Save r's position, and what ``on_save`` writes, in one transaction."""
         if not r.hash:
-            r.hash = first_line_hash(r.fd, self.max_line)
-        self._conn().execute(
-            "INSERT INTO log_positions (name, path, dev, ino, offset, first_line_hash, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET path = excluded.path, "
-            "dev = excluded.dev, ino = excluded.ino, offset = excluded.offset, "
-            "first_line_hash = excluded.first_line_hash, updated = excluded.updated",
-            (self.name, self.path, r.dev, r.ino, r.offset, r.hash, time.time()))
+            r.hash = r.line_hash()
+        conn = self._conn()
+        now = time.time()
+        writer = self.on_save() if self.on_save is not None else None
+        with immediate(conn, "log position"):
+            conn.execute(
+                "INSERT INTO log_positions (name, path, dev, ino, offset, first_line_hash, "
+                "updated, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET path = excluded.path, dev = excluded.dev, ino = excluded.ino, "
+                "offset = excluded.offset, first_line_hash = excluded.first_line_hash, "
+                "updated = excluded.updated, size = excluded.size",
+                (self.name, self.path, r.dev, r.ino, r.offset, r.hash, now, r.size()))
+            if writer is not None:
+                writer(conn)
+        self._saved_at = now
 

@@ -87,9 +87,27 @@ class Reader:
         """Bytes read but not delivered (an incomplete last line)."""
         return len(self.pending) + (len(self.long_head) if self.long_head is not None else 0)
 
+    def _pread(self, n: int, pos: int) -> bytes:
+        """Up to ``n`` bytes of the file's content at ``pos`` (StreamReader decompresses)."""
+        return os.pread(self.fd, n, pos)
+
+    def line_hash(self) -> str:
+        """first_line_hash of this file's content (the decompressed content for a stream)."""
+        data = self._pread(self.max_line + 1, 0)
+        nl = data.find(b"\n")
+        if nl >= 0:
+            return hashlib.sha256(data[:nl]).hexdigest()
+        if len(data) > self.max_line:
+            return hashlib.sha256(data[:self.max_line]).hexdigest()
+        return ""
+
+    def size(self) -> int:
+        """How many bytes the file holds now (of content, for a compressed copy: as read)."""
+        return os.fstat(self.fd).st_size
+
     def read_chunk(self) -> list[bytes] | None:
         """The complete lines in the next chunk (maybe none); None at end of file."""
-        data = os.pread(self.fd, CHUNK, self.pos)
+        data = self._pread(CHUNK, self.pos)
         if not data:
             return None
         base = self.pos
@@ -137,42 +155,3 @@ class Reader:
         """Close the file (errors ignored)."""
         with contextlib.suppress(OSError):
             os.close(self.fd)
-
-
-COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip")
-
-
-def find_rotated(path: str, dev_ino: tuple[int, int] | None, h: str, offset: int,
-                 max_line: int) -> Reader | None:
-    """The rotated file (``path.*``, uncompressed) holding a saved position: the same inode
-    (checked against the first-line hash ``h`` when known) or, for copies, the same first line;
-    at least ``offset`` bytes long. Returned opened at ``offset``; None if there is none."""
-    d, base = os.path.split(path)
-    try:
-        names = sorted(os.listdir(d))
-    except OSError:
-        return None
-    for n in names:
-        if not n.startswith(base + ".") or n.endswith(COMPRESSED):
-            continue
-        p = os.path.join(d, n)
-        try:
-            st = os.stat(p)
-        except OSError:
-            continue
-        if not stat.S_ISREG(st.st_mode) or st.st_size < offset:
-            continue
-        same_inode = dev_ino is not None and (st.st_dev, st.st_ino) == dev_ino
-        if not same_inode and not h:
-            continue
-        try:
-            fd = open_regular(p)
-        except OSError:
-            continue
-        fh = first_line_hash(fd, max_line)
-        if (h and fh == h) or (same_inode and not h):
-            reader = Reader(fd, p, offset, max_line)
-            reader.hash = fh
-            return reader
-        os.close(fd)
-    return None

@@ -26,6 +26,9 @@ NAME = re.compile(r"^bayes-(\d{8}T\d{6}Z)(?:-([a-z][a-z0-9-]*))?\.backup\.gz$")
 _V_LINE = re.compile(r"v\t(\d+)\t([^\t ]+)[^\t]*")
 _T_LINE = re.compile(r"t\t\d+\t\d+\t\d+\t[0-9a-fA-F]+")
 _S_LINE = re.compile(r"s\t[hs]\t[^\t]+")
+# SpamAssassin's Bayes storage format since 3.0 (BayesStore DBM and SQL both write 3); a dump
+# of another version would be converted or refused by sa-learn half-way through a restore
+DB_VERSION = 3
 
 
 class InvalidBackupError(BayesError):
@@ -71,6 +74,9 @@ def parse_backup(text: str) -> BackupCounts:
     missing = [k for k in ("num_spam", "num_nonspam") if k not in header]
     if missing:
         raise InvalidBackupError(f"the header lacks {', '.join(missing)}")
+    if header["db_version"] != DB_VERSION:
+        raise InvalidBackupError(f"db_version {header['db_version']}: a dump of another Bayes "
+                                 f"database format (this SpamAssassin writes {DB_VERSION})")
     return BackupCounts(header["db_version"], header["num_spam"], header["num_nonspam"],
                         ntokens, nseen)
 
@@ -85,8 +91,9 @@ def check_counts(counts: BackupCounts, nspam: int, nham: int, ntokens: int, what
 
 
 def check_seen(counts: BackupCounts) -> None:
-    """A plain (not gzip) file has no checksum of its own: every learned message has an ``s``
-    line, so fewer s lines than nspam + nham means the file was cut. Raises InvalidBackupError."""
+    """Every learned message has an ``s`` line, and they come last: fewer s lines than
+    nspam + nham means the dump was cut (also one cut between two lines and then gzipped: a
+    valid gzip says nothing about what was put in it). Raises InvalidBackupError."""
     if counts.nseen < counts.nspam + counts.nham:
         raise InvalidBackupError(
             f"only {counts.nseen} seen-message lines for {counts.nspam + counts.nham} learned "
@@ -150,10 +157,18 @@ def write_backup(directory: str, text: str, when: datetime, tag: str = "") -> tu
     name = backup_name(when, tag)
     data = gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
     digest = hashlib.sha256(data).hexdigest()
-    atomic_write(directory, name, data)
-    entries = read_manifest(directory)
-    entries[name] = digest
-    write_manifest(directory, entries)
+    try:
+        atomic_write(directory, name, data)
+    except OSError as exc:  # a full disk (ENOSPC), a quota: nothing half-written stays
+        raise BayesError(f"cannot write the backup {name} in {directory}: "
+                         f"{exc.strerror or exc}") from exc
+    try:
+        entries = read_manifest(directory)
+        entries[name] = digest
+        write_manifest(directory, entries)
+    except OSError as exc:
+        raise BayesError(f"the backup {name} was written whole, but {MANIFEST} in {directory} "
+                         f"could not be updated: {exc.strerror or exc}") from exc
     return os.path.join(directory, name), digest
 
 
@@ -239,7 +254,8 @@ def load_backup(path: str) -> LoadedBackup:
     """Read a backup (ours .gz, or a plain ``sa-learn --backup`` file) and validate it.
 
     Checks, in order: the manifest's sha256 if the file's directory lists it, gzip integrity,
-    the line structure, and for plain files that no seen line is missing.
+    the line structure and format version, and that no seen line is missing (whatever the
+    compression: the dump itself must be whole). Nothing here touches the database.
     Raises InvalidBackupError (or BayesError if it cannot be read).
     """
     try:
@@ -268,8 +284,7 @@ def load_backup(path: str) -> LoadedBackup:
         raise InvalidBackupError(f"{path}: not a text backup ({exc})") from exc
     try:
         counts = parse_backup(text)
-        if not compressed:
-            check_seen(counts)
+        check_seen(counts)
     except InvalidBackupError as exc:
         raise InvalidBackupError(f"{path}: {exc}") from exc
     return LoadedBackup(path, text, counts, compressed, checksum)

@@ -31,7 +31,11 @@ def rm(path):
         shutil.rmtree(path)
 if op == "take":
     rm(snap)
-    shutil.copytree(target, snap, symlinks=True)
+    try:
+        shutil.copytree(target, snap, symlinks=True)
+    except BaseException:
+        rm(snap)  # a half copy (the disk full) must neither stay nor pass for a snapshot
+        raise
 elif op == "restore":
     rm(broken)
     if os.path.lexists(target):

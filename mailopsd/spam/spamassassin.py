@@ -227,8 +227,13 @@ def hup_spamd(pidfile: str, wait: float) -> ReloadResult:
     our signal and names a live spamd. Raises SaUpdateError if the pid file is unsafe.
     """
     pid = read_pidfile(pidfile)
-    if pid is None or not is_spamd(pid):
+    if pid is None:
         return ReloadResult("none", True, f"spamd is not running (pid file {pidfile})", pid=pid)
+    if not is_spamd(pid):
+        # spamd removes its pid file when it stops: one left behind means it died (killed,
+        # OOM): the admin must hear of it, the new rules load only when it is started again
+        return ReloadResult("hup", False, f"spamd is not running although {pidfile} names pid "
+                            f"{pid}: it died (killed?); start it to load the new rules", pid=pid)
     sent = time.time()
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + wait

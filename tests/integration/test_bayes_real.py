@@ -204,3 +204,32 @@ def test_bayes_stats_to_journald_and_cli(owner: Owner) -> None:
         assert warn["PRIORITY"] == "4" and "below 200" in warn["DETAIL"]
     res = owner.cli("bayes", "stats")
     assert res.returncode == 0 and sentence in res.stdout and "warning:" in res.stdout
+
+
+def test_every_kind_of_damaged_dump_is_refused_untouched(owner: Owner) -> None:
+    """A gzip-valid .gz of a dump cut between two lines, an empty file, another file's bytes
+    and a dump of another database format: each refused with its reason, the database files
+    not even opened for writing (same mtimes), no safety backup taken."""
+    owner.learn(spam=12, ham=10, seed=5)
+    dump = owner.user.run(["sa-learn", "--backup"]).stdout
+    lines = dump.splitlines(keepends=True)
+    seen_at = next(i for i, ln in enumerate(lines) if ln.startswith(b"s\t"))
+    cases = {
+        "cut-in-tokens.backup.gz": (gzip.compress(b"".join(lines[: seen_at // 2])),
+                                    "truncated"),
+        "cut-in-seen.backup.gz": (gzip.compress(b"".join(lines[: seen_at + 3])), "truncated"),
+        "empty.backup": (b"", "empty"),
+        "other.backup.gz": (gzip.compress(Path("/etc/services").read_bytes()), "db_version"),
+        "v2.backup": (dump.replace(b"v\t3\tdb_version", b"v\t2\tdb_version", 1),
+                      "another Bayes database format"),
+    }
+    before, files = owner.magic(), owner.db_files()
+    for name, (data, why) in cases.items():
+        path = owner.root / name
+        path.write_bytes(data)
+        path.chmod(0o644)
+        res = owner.cli("bayes", "restore", str(path))
+        assert res.returncode == 1, (name, res.stdout)
+        assert why in res.stderr, (name, res.stderr)
+    assert owner.magic() == before and owner.db_files() == files
+    assert [p for p in backups(owner) if "pre-restore" in p.name] == []

@@ -91,7 +91,9 @@ def exim(lab: Lab) -> Iterator[PrivateExim]:
 
 def test_abusive_client_banned_then_kill_9_restart_keeps_identical_rules(
         lab: Lab, exim: PrivateExim) -> None:
-    cfg = config(lab, "e2e", exim, flood={"enabled": False},
+    # counts survive restarts (issue 13): the good client's three connections, one after the
+    # restart, would add up to a ban of their own; it stands for a client with rDNS here
+    cfg = config(lab, "e2e", exim, flood={"enabled": False}, ignore=["198.51.100.2"],
                  rules={"no-rdns": {"maxretry": 3, "findtime": "5m", "bantime": "1h"}})
     d1 = lab.daemon(cfg)
     try:

@@ -148,3 +148,47 @@ def test_writer_itself_never_replaces_what_appeared_after_the_check(mail_root: P
                 == [".forward"]  # the temporary file is gone
         assert not os.path.lexists(link.home / "created-through-link")
         assert list((directory.home / ".forward").iterdir()) == []
+
+
+@pytest.mark.parametrize("fault", ["killed", "hanging"])
+def test_exim_killed_or_hanging_refuses_the_run_and_writes_nothing(mail_root: Path,
+                                                                   fault: str) -> None:
+    """The real ``exim -bf`` SIGKILLed, or stopped past command_timeout, while it checks the
+    template: one clear event, a failed job, no .forward written (a file written on an
+    unchecked template could lose mail)."""
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    hit: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        me = psutil.Process()
+        while not stop.is_set() and not hit:
+            for p in me.children(recursive=True):
+                try:
+                    cmd = p.cmdline()
+                except psutil.Error:
+                    continue
+                if "-bf" in cmd:
+                    os.kill(p.pid, signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+                    hit.append(p.pid)
+                    return
+            time.sleep(0.001)
+
+    with users(mail_root, 1) as (user,):
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        t0 = time.monotonic()
+        outcome, events = make_forwards(mail_root, [user.name], command_timeout="3s")
+        stop.set()
+        assert hit, "exim -bf was never seen"
+        assert outcome.result == "failed", outcome
+        assert [e["event"] for e in events].count("forward_template_rejected") == 1
+        assert time.monotonic() - t0 < 3 + 15
+        assert not (user.home / ".forward").exists()
+        assert not psutil.pid_exists(hit[0]) or \
+            psutil.Process(hit[0]).status() == psutil.STATUS_ZOMBIE

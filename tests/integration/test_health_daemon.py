@@ -41,7 +41,8 @@ def seed_state(state_dir: Path, mainlog: Path) -> None:
             conn.execute("INSERT INTO bans (ip, rule, first_seen, last_seen, banned_at, "
                          "times_banned, active) VALUES (?, ?, ?, ?, ?, ?, ?)",
                          (ip, rule, now, now, now, times, active))
-        conn.execute("INSERT INTO log_positions VALUES (?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO log_positions (name, path, dev, ino, offset, "
+                     "first_line_hash, updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
                      ("blocker:" + str(mainlog), str(mainlog), st.st_dev, st.st_ino,
                       len(f"{stamp} first line\n"), "x", now))
     run = db.job_started("bayes-stats", "schedule", started=now - 10)

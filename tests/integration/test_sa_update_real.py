@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,3 +331,111 @@ def test_empty_directory_trap_is_recovered(world: World) -> None:
     restored = next(e for e in events if e["event"] == "sa_update_rules_restored")
     assert "left the directory changed" in restored["reason"]
     assert list(rules.iterdir()) == []
+
+
+def _on_sa_update(action: Any) -> threading.Event:
+    """Act once on the real ``sa-update --install`` this process starts (a watcher thread)."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        me = psutil.Process()
+        while not stop.is_set():
+            for p in me.children(recursive=True):
+                try:
+                    cmd = p.cmdline()
+                except psutil.Error:
+                    continue
+                if "--install" in cmd and any(c.endswith("sa-update") for c in cmd):
+                    action(p.pid)
+                    return
+            time.sleep(0.002)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return stop
+
+
+@pytest.mark.parametrize("fault", ["killed", "hanging"])
+def test_sa_update_killed_or_hanging_fails_and_keeps_the_old_rules(world: World,
+                                                                   fault: str) -> None:
+    """The real sa-update SIGKILLed, or stopped past the job's timeout, while installing:
+    one clear event, a failed result, the rules as they were, no snapshot left behind."""
+    rules, keys = update_dir(world, f"fault-{fault}")
+    outcome, _ = sa_update(world, rules, keys, "base", gpg_key_files=[str(world.key_file)])
+    assert outcome.result == "ok", outcome.error
+    before = fingerprint(str(rules / VERSION))
+    hit: list[int] = []
+
+    def act(pid: int) -> None:
+        os.kill(pid, signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+        hit.append(pid)
+
+    stop = _on_sa_update(act)
+    t0 = time.monotonic()
+    outcome, events = sa_update(world, rules, keys, "good", timeout="5s")
+    stop.set()
+    assert hit, "sa-update --install was never seen"
+    assert outcome.result == "failed", outcome
+    if fault == "killed":
+        assert names(events).count("command_failed") == 1
+    else:
+        # the job's own timer (same length) cancels the command, or the command times out
+        assert "timed out" in (outcome.error or "")
+        assert names(events).count("command_timeout") + \
+            names(events).count("command_cancelled") == 1
+        assert time.monotonic() - t0 < 5 + 20  # killed at its timeout: never a hung job
+    assert names(events).count("job_failed") == 1
+    assert fingerprint(str(rules / VERSION)) == before  # the old rules, whole
+    assert not any(p.name.startswith(".") for p in rules.iterdir())
+    assert not psutil.pid_exists(hit[0]) or \
+        psutil.Process(hit[0]).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.parametrize("fault", ["killed", "hanging"])
+def test_spamd_killed_or_hanging_is_one_event_and_a_failed_job(world: World, spamd_for: Any,
+                                                               fault: str) -> None:
+    """The real spamd SIGKILLed before the reload (its pid file left behind), or stopped
+    (SIGSTOP) so that it cannot come back from the SIGHUP within reload_wait: the update is
+    installed, the job fails with one spamd_reload_failed event, in bounded time."""
+    rules, keys = update_dir(world, f"spamd-{fault}")
+    outcome, _ = sa_update(world, rules, keys, "base", gpg_key_files=[str(world.key_file)])
+    assert outcome.result == "ok", outcome.error
+    spamd = spamd_for(rules)
+    pid = read_pid(spamd.pidfile)
+    assert pid
+    os.kill(pid, signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        outcome, events = sa_update(world, rules, keys, "good", pidfile=spamd.pidfile,
+                                    reload_wait="3s")
+        assert outcome.result == "failed" and "spamd" in (outcome.error or ""), outcome
+        failed = [e for e in events if e["event"] == "spamd_reload_failed"]
+        assert len(failed) == 1
+        assert ("died" if fault == "killed" else "did not come back") in failed[0]["detail"]
+        assert time.monotonic() - t0 < 3 + 60
+        assert installed(rules) == {"updates_spamassassin_org": "1000002"}
+    finally:
+        if fault == "hanging":
+            os.kill(pid, signal.SIGCONT)  # let the fixture stop it by its pid file
+
+
+def test_sa_update_out_of_disk_fails_and_keeps_the_old_rules(world: World) -> None:
+    """The update directory on a small tmpfs that the new rules do not fit in: one clear
+    failure, the old rules whole, nothing half-written left behind."""
+    rules, keys = update_dir(world, "full")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=256k,mode=0755,uid={world.owner.uid},"
+                    f"gid={world.owner.gid}", "tmpfs", str(rules)], check=True)
+    try:
+        outcome, _ = sa_update(world, rules, keys, "base", gpg_key_files=[str(world.key_file)])
+        assert outcome.result == "ok", outcome.error
+        before = fingerprint(str(rules / VERSION))
+        free = os.statvfs(rules).f_bavail * os.statvfs(rules).f_frsize
+        world.owner.run(["dd", "if=/dev/zero", f"of={rules}/filler", "bs=1024",
+                         f"count={max(1, free // 1024 - 2)}"], check=False)
+        outcome, events = sa_update(world, rules, keys, "good")
+        assert outcome.result == "failed", outcome
+        assert names(events).count("job_failed") == 1
+        assert "job_crashed" not in names(events)  # a clear error, not a traceback
+        assert fingerprint(str(rules / VERSION)) == before
+        assert sorted(p.name for p in rules.iterdir() if p.name != "filler") == [VERSION]
+    finally:
+        subprocess.run(["umount", str(rules)], check=False)

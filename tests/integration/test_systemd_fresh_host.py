@@ -33,9 +33,9 @@ def test_without_exim_the_service_runs_and_waits_for_the_mainlog(ct: Container) 
     assert ct.run(["dpkg-query", "-W", "-f", "${Status}", "exim4-base"],
                   check=False).stdout.strip() in ("", "unknown ok not-installed")
     assert show(ct, "ActiveState") == "active"
-    waiting = wait_until(lambda: journal(ct, "EVENT=log_waiting",
+    waiting = wait_until(lambda: journal(ct, "EVENT=log_missing",
                                          "PATH=/var/log/exim4/mainlog"),
-                         timeout=30, interval=0.5, what="the log_waiting event")
+                         timeout=30, interval=0.5, what="the log_missing event")
     assert "waiting" in waiting[-1]["MESSAGE"]
     pid = show(ct, "MainPID")
     wait_until(lambda: journal(ct, "EVENT=daemon_started"), timeout=30, interval=0.5,

@@ -142,7 +142,7 @@ def test_reload_applies_a_good_config_and_fails_on_a_broken_one(ct: Container) -
     edit_config(ct, ("blocker", "mainlog", '"/var/log/exim4-later/mainlog"'))
     ct.run(["systemctl", "reload", "mailopsd"])
     assert journal(ct, "EVENT=config_reloaded")
-    waiting = journal(ct, "EVENT=log_waiting")
+    waiting = journal(ct, "EVENT=log_missing")
     assert waiting and waiting[-1]["PATH"] == "/var/log/exim4-later/mainlog"
     # the log shows up later (Exim installed afterwards): its lines are acted on
     now = ct.run(["date", "+%Y-%m-%d %H:%M:%S"]).stdout.strip()

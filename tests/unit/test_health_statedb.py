@@ -20,7 +20,8 @@ def seed(tmp_path: Path, lines: int, read: int) -> tuple[Path, Path]:
     mainlog.write_text("".join(text))
     st = mainlog.stat()
     with db.transaction() as conn:
-        conn.execute("INSERT INTO log_positions VALUES (?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO log_positions (name, path, dev, ino, offset, "
+                     "first_line_hash, updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
                      ("blocker:x", str(mainlog), st.st_dev, st.st_ino,
                       sum(len(t) for t in text[:read]), "h", time.time() - 30))
     return tmp_path / "state" / "state.db", mainlog
