@@ -236,7 +236,7 @@ def test_check_config_on_generated_files_exits_2_without_traceback(
             code = main(["--config", str(path), "check-config"])
     assert "Traceback" not in err.getvalue()
     if code != 0:
-        assert code == 2 and re.search(r"^  blocker[.\[]\S*: ", err.getvalue(), re.M), \
+        assert code == 2 and re.search(r'^  blocker[.\[](?:"[^"\n]*"|\S)*: ', err.getvalue(), re.M), \
             err.getvalue()
 
 

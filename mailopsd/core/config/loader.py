@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from mailopsd.core.config.hints import kind, show, unknown_key_hint
-from mailopsd.core.config.sources import Sources, read_sources
+from mailopsd.core.config.sources import Sources, dotted_key, read_sources
 from mailopsd.core.config.types import AbsPath, Duration, KeyedProblems, Network
 from mailopsd.core.errors import ConfigError, ConfigProblem
 
@@ -71,12 +71,12 @@ class _Builder:
         known = {toml_key(f): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         for key in data:
             if key not in known:
-                dotted = f"{prefix}.{key}" if prefix else key
+                dotted = dotted_key(prefix, key)
                 self.problem(dotted, unknown_key_hint(key, data[key], known, prefix))
         kwargs: dict[str, Any] = {}
         ok = True
         for key, f in known.items():
-            dotted = f"{prefix}.{key}" if prefix else key
+            dotted = dotted_key(prefix, key)
             if key not in data:
                 if (f.default is dataclasses.MISSING
                         and f.default_factory is dataclasses.MISSING):
@@ -93,7 +93,7 @@ class _Builder:
                     check(value)
                 except KeyedProblems as exc:  # per-entry problems of a table of tables
                     for sub, message in exc.problems:
-                        self.problem(f"{dotted}.{sub}", message)
+                        self.problem(dotted_key(dotted, sub), message)
                     ok = False
                     continue
                 except ValueError as exc:

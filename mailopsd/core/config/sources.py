@@ -9,7 +9,9 @@ problem can name the file to fix.
 from __future__ import annotations
 
 import errno
+import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,15 @@ class Sources:
                 return self.origin[key]
             key = key.rpartition(".")[0]
         return None
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def dotted_key(prefix: str, key: str) -> str:
+    """``prefix.key`` as the admin would write it in TOML: a key that is not bare is quoted."""
+    part = key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+    return f"{prefix}.{part}" if prefix else part
 
 
 def dropin_dir(main: str | os.PathLike[str]) -> Path:
@@ -102,7 +113,7 @@ def merge(into: dict[str, Any], over: dict[str, Any], origin: dict[str, str], so
           prefix: str = "") -> None:
     """Merge ``over`` into ``into`` key by key (tables recursively), noting each key's file."""
     for key, value in over.items():
-        dotted = f"{prefix}.{key}" if prefix else key
+        dotted = dotted_key(prefix, key)
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             merge(into[key], value, origin, source, dotted)
             continue
@@ -122,7 +133,7 @@ def _copy(value: Any) -> Any:
 
 def _mark(table: dict[str, Any], origin: dict[str, str], source: str, prefix: str) -> None:
     for key, value in table.items():
-        dotted = f"{prefix}.{key}"
+        dotted = dotted_key(prefix, key)
         origin[dotted] = source
         if isinstance(value, dict):
             _mark(value, origin, source, dotted)
