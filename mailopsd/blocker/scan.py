@@ -129,8 +129,7 @@ def _scan_block(body: bytes, keys: list[str] | None, policy: BanPolicy,
     done, slow = read_block(text, keys, policy.parser)
     fields, count, unmatched = policy.parser.fields, policy.count, policy.unmatched
     bans = result.bans
-    for s in sorted(done):
-        hit = done[s]
+    for s, hit in sorted(done.items()):
         if hit is not None:
             decision = count(*hit)
         else:
