@@ -1,9 +1,13 @@
 """``mailopsd scan-log``: run the blocker's rules and policy over a log file, change nothing.
 
-mailopsd's fail2ban-regex. For speed the file is read in large blocks and only lines holding
-one of the parser's prefilter keywords are decoded and parsed (found with ``bytes.find``, which
-is far faster than a Python loop over every line); the decisions are exactly those that
-``BanPolicy.feed_line`` would make line by line, as the unit tests check.
+mailopsd's fail2ban-regex. For speed the file is read in large blocks, decoded once per block,
+and only lines holding one of the parser's prefilter keywords are parsed (found with
+``str.find``, a C search far faster than a Python loop over every line; the commonest forms
+read by ``blocker/fastpath.py``'s shortcut, the rest by the grammar). Parsing is split from
+counting: ``parse_block`` turns a block into events with no state, ``feed`` counts them into
+the policy in file order, so that a large file can be parsed half in a child process
+(``blocker/scanfork.py``). The decisions are exactly those that ``BanPolicy.feed_line`` would
+make line by line, as the unit tests check.
 """
 
 from __future__ import annotations
