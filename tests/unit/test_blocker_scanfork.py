@@ -104,6 +104,10 @@ def test_the_split_falls_on_a_line_start_after_the_middle(tmp_path: Path,
     path.write_bytes(b"x" * 40)  # no newline after the middle: no split
     with open(path, "rb") as f:
         assert scanfork.split_point(f) is None
+    path.write_bytes(b"x\n" * 20)  # too big to hold the child's events: streamed in one process
+    monkeypatch.setattr(scanfork, "MAX_SIZE", 39)
+    with open(path, "rb") as f:
+        assert scanfork.split_point(f) is None
 
 
 def test_a_spare_cpu_needs_two_cpus_and_a_load_leaving_one(monkeypatch: pytest.MonkeyPatch) -> None:
