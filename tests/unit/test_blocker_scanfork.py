@@ -110,11 +110,14 @@ def test_the_split_falls_on_a_line_start_after_the_middle(tmp_path: Path,
         assert scanfork.split_point(f) is None
 
 
-def test_a_spare_cpu_needs_two_cpus_and_a_load_leaving_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_spare_cpu_needs_two_cpus_and_a_load_below_their_count(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
     monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.5, 0.5))
     assert scanfork._spare_cpu()
     monkeypatch.setattr(os, "getloadavg", lambda: (1.6, 0.5, 0.5))
+    assert scanfork._spare_cpu()
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 0.5, 0.5))
     assert not scanfork._spare_cpu()
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
