@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from mailopsd.blocker import grammar
-from mailopsd.blocker.parse import _LOCAL, LineParser, _minute_epoch, aggregate_ip, normalise_ip
+from mailopsd.blocker.parse import _LOCAL, LineParser, _minute_epoch, _normalise, aggregate_ip
 from mailopsd.core.config.rule_names import AUTHENTICATED
 
 _HOST = grammar.HOST
@@ -66,6 +66,7 @@ def read_block(text: str, keys: list[str], parser: LineParser
                                                         and "no-rdns" in enabled)):
             match = pattern.match
             helo_check = "helo" in pattern.groupindex
+            extra = rule in _NEEDS_EXTRA
         else:
             match = None
         i = find(k)
@@ -77,19 +78,23 @@ def read_block(text: str, keys: list[str], parser: LineParser
                 continue
             m = None if match is None else match(text, s, e)
             hit = None
-            if m is not None and _extra_ok(rule, text, s, e, m, k) and not (
-                    helo_check and m.end("helo") >= 0 and text.find(") [", m.end("helo"), e) >= 0):
-                ip = normalise_ip(m.group("ip"))
-                minute = m.group("min")
+            if m is not None and (not extra or _extra_ok(rule, text, s, e, m, k)) and not (
+                    helo_check and m.end("helo") >= 0 and find(") [", m.end("helo"), e) >= 0):
+                raw, minute, sec = m.group("ip", "min", "sec")
+                # normalise_ip without its frame: the forms' \S+ and [^\]\s]+ are never empty
+                ip = _normalise(raw) if len(raw) <= 45 else None
                 base = local.get(minute, -1.0)
                 if base == -1.0:
                     base = local[minute] = _minute_epoch(minute, None)
                 if ip is not None and base is not None:
-                    hit = (rule, aggregate_ip(ip) if aggregate else ip, base + int(m.group("sec")))
+                    hit = (rule, aggregate_ip(ip) if aggregate else ip, base + int(sec))
             done[s] = hit
             if hit is None:
                 slow[s] = e
     return done, slow
+
+
+_NEEDS_EXTRA = frozenset({AUTHENTICATED, "relay-denied", "auth-failed"})
 
 
 def _extra_ok(rule: str, text: str, s: int, e: int, m: re.Match[str], kw: str) -> bool:

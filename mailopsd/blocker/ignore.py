@@ -17,6 +17,17 @@ _CACHE_MAX = 65536
 
 
 def host_addresses() -> list[str]:
+    """This host's own interface addresses: from the kernel over rtnetlink (cheap), else from
+    psutil.net_if_addrs (IPv6 scope ids removed)."""
+    from mailopsd.blocker.hostaddrs import netlink_addresses
+
+    try:
+        return netlink_addresses()
+    except OSError:
+        return psutil_addresses()
+
+
+def psutil_addresses() -> list[str]:
     """This host's own interface addresses (psutil.net_if_addrs), IPv6 scope ids removed."""
     import psutil
 

@@ -35,12 +35,13 @@ def register(sub: Any) -> None:
 
 def _config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """([blocker] settings, the config file used or None with --no-config)."""
+    if args.no_config:  # scan-log is timed start-up included: the loader is not imported
+        from mailopsd.core.config.schema_blocker import BlockerConfig
+
+        return BlockerConfig(), None
     from mailopsd.core.config import config_path_from, load_config
-    from mailopsd.core.config.schema_blocker import BlockerConfig
     from mailopsd.core.errors import ConfigError, ConfigProblem
 
-    if args.no_config:
-        return BlockerConfig(), None
     path = config_path_from(args.config)
     try:
         return load_config(path).blocker, path

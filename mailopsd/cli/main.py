@@ -31,6 +31,10 @@ COMMAND_MODULES = (
     "mailopsd.cli.cmd_reload",
 )
 
+# Commands whose start-up is timed (scan-log against fail2ban-regex, start-up included): when
+# argv starts with one, only its module is registered; its own parser and help are the same.
+ALONE = {"scan-log": "mailopsd.cli.cmd_scan"}
+
 DESCRIPTION = """\
 mailopsd keeps a Debian mail server (Exim4, Dovecot, SpamAssassin) healthy from one daemon:
 it bans abusive SMTP clients from the Exim mainlog, trains spamd's Bayes database from users'
@@ -47,8 +51,9 @@ configuration: --config FILE, else $MAILOPSD_CONFIG, else /etc/mailopsd/mailopsd
 {EXIT_CODES_HELP}"""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (imports only the light command modules)."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full argument parser (imports only the light command modules); ``only``: register
+    just this command module."""
     parser = argparse.ArgumentParser(
         prog="mailopsd", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                         help="override logging.level for this run")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if only is None else (only,):
         importlib.import_module(name).register(sub)
     add_global_options(parser)  # --config / --log-level after the command name too
     return parser
@@ -73,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fast = fast_main(sys.argv[1:] if argv is None else argv)
         if fast is not None:
             return fast
-    parser = build_parser()
+    first = (sys.argv[1:] if argv is None else argv)[:1]
+    parser = build_parser(ALONE.get(first[0]) if first else None)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -1,0 +1,78 @@
+"""scan-log's start-up shortcuts (issue 12 item 3) change nothing an operator sees: the host's
+own addresses read over rtnetlink equal psutil's, and the parser built for scan-log alone
+prints the same help and errors as the full one."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from mailopsd.blocker import hostaddrs
+from mailopsd.blocker.ignore import IgnoreList, host_addresses, psutil_addresses
+from mailopsd.cli import main as cli_main
+
+
+def test_netlink_addresses_equal_psutils() -> None:
+    assert sorted(hostaddrs.netlink_addresses()) == sorted(psutil_addresses())
+    assert "127.0.0.1" in host_addresses()
+
+
+def test_a_malformed_netlink_answer_raises_oserror_not_anything_else() -> None:
+    bad = [struct.pack("=IHHII", 8, 20, 0, 1, 0),  # length shorter than the header
+           struct.pack("=IHHII", 400, 20, 0, 1, 0),  # length beyond the datagram
+           struct.pack("=IHHII", 20, 2, 0, 1, 0) + b"\0" * 4]  # NLMSG_ERROR
+    for data in bad:
+        with pytest.raises(OSError):
+            hostaddrs._parse(data, [])
+
+
+def test_truncated_attributes_are_skipped_and_local_wins_over_peer() -> None:
+    def rta(kind: int, payload: bytes) -> bytes:
+        return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
+
+    body = (struct.pack("=BBBBI", 2, 32, 0, 0, 3) + rta(1, bytes([10, 0, 0, 2]))
+            + rta(2, bytes([10, 0, 0, 1])) + rta(1, b"\1\2"))  # a short IFA_ADDRESS: ignored
+    msg = struct.pack("=IHHII", 16 + len(body), 20, 2, 1, 0) + body
+    done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + b"\0" * 4
+    out: list[str] = []
+    assert hostaddrs._parse(msg + done, out) is True
+    assert out == ["10.0.0.1"]  # IFA_LOCAL: on a point-to-point link IFA_ADDRESS is the peer
+
+
+def test_ignore_list_falls_back_to_psutil_when_netlink_fails(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(timeout: float = 2.0) -> list[str]:
+        raise OSError("no netlink here")
+
+    monkeypatch.setattr(hostaddrs, "netlink_addresses", broken)
+    assert sorted(host_addresses()) == sorted(psutil_addresses())
+    assert IgnoreList(host_addresses()).contains("127.0.0.1")
+
+
+@pytest.mark.parametrize("argv", [["scan-log", "--help"], ["scan-log"],
+                                  ["scan-log", "--log-level", "x", "f"]])
+def test_scan_log_alone_parses_and_helps_like_the_full_parser(argv: list[str]) -> None:
+    outs = []
+    for only in (None, cli_main.ALONE["scan-log"]):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                pytest.raises(SystemExit) as exit_:
+            cli_main.build_parser(only).parse_args(argv)
+        outs.append((exit_.value.code, out.getvalue(), err.getvalue()))
+    assert outs[0] == outs[1]
+    assert "scan-log" in outs[0][1] + outs[0][2]
+
+
+def test_scan_log_imports_neither_psutil_nor_the_other_commands() -> None:
+    code = ("import sys; from mailopsd.cli.main import main; "
+            "rc = main(['scan-log', '--no-config', '/dev/null']); "
+            "print(rc, sorted(m for m in sys.modules if m == 'psutil' or m.startswith("
+            "('mailopsd.cli.cmd_', 'mailopsd.core.config.loader'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 ['mailopsd.cli.cmd_scan']"
