@@ -59,7 +59,7 @@ def bench_enqueue(scene, count: int) -> list[float]:  # type: ignore[no-untyped-
     for n in range(count):
         user = scene.users[n % len(scene.users)]
         start = time.perf_counter()
-        res = user.run([MAILOPSD, "-c", str(scene.config), "learn-enqueue", "ham"],
+        res = user.run([scene.exe, "-c", str(scene.config), "learn-enqueue", "ham"],
                        input=body, check=False)
         times.append(time.perf_counter() - start)
         assert res.returncode == 0 and res.stderr == b"", res.stderr

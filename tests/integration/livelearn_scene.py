@@ -20,6 +20,7 @@ from typing import Any
 from mailopsd.core.process import run
 from tests.support.daemon import MAILOPSD, MailopsdProcess, run_cli, write_config
 from tests.support.dovecot import PrivateDovecot
+from tests.support.runnable import mailopsd_for
 from tests.support.users import TestUser, deliver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +44,7 @@ class LiveScene:
     owner: TestUser
     dbdir: Path
     config: Path
+    exe: str = MAILOPSD  # a mailopsd the users can execute (see tests.support.runnable)
     dovecot: PrivateDovecot | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -86,14 +88,14 @@ class LiveScene:
             deliver(user, "", message(n, kind, size=size, tag=tag or user.name))
 
 
-def _install_dovecot_pieces(root: Path, config: Path) -> str:
-    """Copy etc/dovecot into ``root/share``, point it at this venv and config; the conf text."""
+def _install_dovecot_pieces(root: Path, config: Path, exe: str) -> str:
+    """Copy etc/dovecot into ``root/share``, point it at ``exe`` and config; the conf text."""
     share = root / "share"
     shutil.copytree(REPO / "etc" / "dovecot", share)
     pipe = share / "sieve-pipe" / "mailopsd-learn"
     text = pipe.read_text()
     assert "exec /usr/bin/mailopsd learn-enqueue" in text
-    pipe.write_text(text.replace("/usr/bin/mailopsd", f"{MAILOPSD} -c {config}"))
+    pipe.write_text(text.replace("/usr/bin/mailopsd", f"{exe} -c {config}"))
     for path in [share, *share.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() or path.parent.name == "sieve-pipe" else 0o644)
     conf = (share / "95-mailopsd-live-learn.conf").read_text().replace(SHARE, str(share))
@@ -131,9 +133,10 @@ def live_scene(root: Path, *, users: int = 1, dovecot: bool = True,
                   "housekeeping": {"enabled": False}},
             **live)
         os.chmod(config, 0o644)
-        scene = LiveScene(root, people, owner, dbdir, config)
+        scene = LiveScene(root, people, owner, dbdir, config,
+                          exe=mailopsd_for(people[0], root) if people else MAILOPSD)
         if dovecot:
-            conf = _install_dovecot_pieces(root, config)
+            conf = _install_dovecot_pieces(root, config, scene.exe)
             scene.dovecot = stack.enter_context(PrivateDovecot(root, extra_conf=conf))
             compile_sieve(scene.dovecot, root)
         yield scene

@@ -15,7 +15,7 @@ from mailopsd.livelearn import spool as names
 from mailopsd.livelearn.drain import Spool
 from tests.integration.livelearn_scene import LiveScene, live_scene, message
 from tests.support.common import wait_until
-from tests.support.daemon import MAILOPSD, MailopsdProcess
+from tests.support.daemon import MailopsdProcess
 from tests.support.journald import private_journald
 from tests.support.users import TestUser
 
@@ -44,7 +44,7 @@ print(json.dumps(out))
 
 def _enqueue(scene: LiveScene, user: TestUser, klass: str, data: bytes,
              config: Path | None = None):  # type: ignore[no-untyped-def]
-    return user.run([MAILOPSD, "-c", str(config or scene.config), "learn-enqueue", klass],
+    return user.run([scene.exe, "-c", str(config or scene.config), "learn-enqueue", klass],
                     input=data, check=False)
 
 
