@@ -28,6 +28,7 @@ PACKAGES=(
   debhelper dh-python pybuild-plugin-pyproject python3-build python3-installer python3-docutils lintian debootstrap systemd-container
   # issue 13: the missed-rotation tests run the real logrotate (Debian's exim4-base stanza)
   logrotate
+  git  # tests/support/debpkg.py builds the .deb from the files git tracks
   # issue 12: nftables bans in-process through libnftables (no nft process per ban)
   python3-nftables
 )
