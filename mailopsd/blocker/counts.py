@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mailopsd.core.logs import get_logger
-from mailopsd.core.state import ensure_migration
 
 if TYPE_CHECKING:
     from mailopsd.blocker.policy import BanPolicy
@@ -77,7 +76,6 @@ def load(conn: sqlite3.Connection, policy: BanPolicy) -> int:
     """Put every saved count back into ``policy``; returns how many addresses. A damaged row
     is skipped with one error event (it can only cost a ban, never cause one)."""
     n = bad = 0
-    ensure_migration(conn, 5)  # stored past 5 by a branch merged earlier: the table may lack
     for row in conn.execute("SELECT ip, hits FROM blocker_counts"):
         try:
             policy.load_counts(row[0], decode(row[1]))

@@ -172,21 +172,6 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def ensure_migration(conn: sqlite3.Connection, number: int) -> None:
-    """Apply migration ``number`` if a database stored past it never got it (numbers landed
-    out of order across branches: migrate() only applies numbers above the stored version).
-    Only for migrations whose statements can be detected and re-run: CREATE TABLE/INDEX and
-    ADD COLUMN; each statement is skipped when its object already exists."""
-    sql = next(m[2] for m in MIGRATIONS if m[0] == number)
-    with immediate(conn, f"migration {number}"):
-        for statement in split_sql(sql):
-            try:
-                conn.execute(statement)
-            except sqlite3.OperationalError as exc:
-                if "already exists" not in str(exc) and "duplicate column" not in str(exc):
-                    raise
-
-
 @dataclass(frozen=True)
 class JobRun:
     """One row of job history."""

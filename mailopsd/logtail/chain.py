@@ -9,7 +9,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from mailopsd.core.state import ensure_migration
 from mailopsd.logtail.reader import Reader, first_line_hash
 from mailopsd.logtail.rotated import StreamReader, catch_up, open_copy
 
@@ -199,8 +198,6 @@ class RotationChain:
     def _resume(self) -> None:
         """Position the reader where the last run stopped (see the module docstring)."""
         self._resumed = True
-        # a database stored past 5 by a branch merged earlier may lack log_positions.size
-        ensure_migration(self._conn(), 5)
         row = self._conn().execute("SELECT * FROM log_positions WHERE name = ?",
                                    (self.name,)).fetchone()
         if row is not None and row["path"] != self.path:

@@ -114,18 +114,3 @@ def test_counts_rows_round_trip_and_damaged_rows_are_skipped(tmp_path: Path) -> 
     assert counts.load(conn, policy) == 2
     assert policy.counts_of("192.0.2.1") == {"no-rdns": [1.5, 2.0], "auth-failed": [3.25]}
     assert policy.counts_of("192.0.2.2") == {} and policy.counts_of("192.0.2.3") == {}
-
-
-def test_a_database_stored_past_5_without_it_gets_migration_5(tmp_path: Path) -> None:
-    """Migration numbers landed out of order across branches (7 and 9 before 5): migrate()
-    skips 5 on a database already at 9; the follower and the counts apply it themselves."""
-    from mailopsd.core.state import ensure_migration
-
-    conn = StateDB(str(tmp_path)).connect()
-    conn.execute("DROP TABLE blocker_counts")
-    conn.execute("ALTER TABLE log_positions DROP COLUMN size")
-    for _ in range(2):  # idempotent
-        ensure_migration(conn, 5)
-    columns = [r[1] for r in conn.execute("PRAGMA table_info(log_positions)")]
-    assert "size" in columns
-    assert conn.execute("SELECT count(*) FROM blocker_counts").fetchone()[0] == 0
