@@ -35,7 +35,7 @@ FORMS: dict[str, tuple[str, re.Pattern[str]]] = {
         "no-rdns", r"no IP address found for host \S+ \(during SMTP connection(?: Ci=\S+)? "
                    r"from " + _HOST + r"(?: \(via inetd\))?\)$"),
     " authenticator failed for ": _form(
-        "auth-failed", r"\S+ authenticator failed for " + _HOST + r": 535 "),
+        "auth-failed", r"\S+ authenticator failed for (?:H=)?" + _HOST + r": 535 "),
     "relay not permitted": _form("relay-denied", r"H=" + _HOST + r"(?= X=| F=| rejected )"),
     "synchronization error": _form(
         "sync-error", r"SMTP protocol synchronization error \(input sent without waiting for "
@@ -78,8 +78,11 @@ def read_block(text: str, keys: list[str], parser: LineParser
                 continue
             m = None if match is None else match(text, s, e)
             hit = None
+            # ") [" is the end of a HELO: only the one before the address may be on the line
+            # (HELO printed) or none (no HELO); any other could be a junk HELO's, or a HELO
+            # read as a name: the grammar decides those
             if m is not None and (not extra or _extra_ok(rule, text, s, e, m, k)) and not (
-                    helo_check and m.end("helo") >= 0 and find(") [", m.end("helo"), e) >= 0):
+                    helo_check and text.count(") [", s, e) != (m.end("helo") >= 0)):
                 raw, minute, sec = m.group("ip", "min", "sec")
                 # normalise_ip without its frame: the forms' \S+ and [^\]\s]+ are never empty
                 ip = _normalise(raw) if len(raw) <= 45 else None

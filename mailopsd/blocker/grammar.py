@@ -47,7 +47,9 @@ _AFTER_NONMAIL = (_IDENT_CI + r" dropped: too many "
 _AFTER_NO_IP = r"(?: \(via inetd\))?\)\s*$"
 _AFTER_ARRIVAL = r"(?: TFO\*?)?(?= U=| Ci=| P=)"
 
-_AUTH_FAILED = re.compile(r"\S+ authenticator failed for " + HOST + _AFTER_AUTH, re.ASCII)
+# Exim 4.99 writes host_and_ident(TRUE) here, i.e. "H=" before the host (4.96-4.98 do not)
+_AUTH_FAILED = re.compile(r"\S+ authenticator failed for (?:H=)?" + HOST + _AFTER_AUTH,
+                          re.ASCII)
 _RELAY = re.compile(r"(?: DS)?H=" + HOST + _AFTER_RELAY, re.ASCII)
 _SYNC_CONN = re.compile(
     r"SMTP protocol synchronization error \(input sent without waiting for greeting\): "
@@ -115,7 +117,8 @@ def _unshifted(line: str, m: re.Match[str], norm: Normalise, alt: re.Pattern[str
 def auth_failed(line: str, p: int, norm: Normalise) -> str | None:
     """``DRIVER authenticator failed for HOST: 535 ...`` (a 435/454 is the server's fault)."""
     m = _AUTH_FAILED.match(line, p)
-    return None if m is None else _unshifted(line, m, norm, _ALT_AUTH)
+    # always: were "H=" ever read as part of a name, the HELO after it would go unchecked
+    return None if m is None else _unshifted(line, m, norm, _ALT_AUTH, always=True)
 
 
 def relay_denied(line: str, p: int, norm: Normalise) -> str | None:

@@ -294,7 +294,8 @@ def test_no_ip_found_for_host_with_the_incoming_interface(lab: Lab) -> None:
             lab.client.run([sys.executable, "-c", RCPT, server, src], timeout=60)
         for ip in ("192.0.2.17", "2001:db8::17"):
             exim.wait_for_log(
-                r"no IP address found for host ghost\.example \(during SMTP connection from "
+                r"no IP address found for host ghost\.example \(during SMTP connection"
+                r"(?: Ci=\S+)? from "  # Ci= with +all from Exim 4.98 on
                 rf"\(rcpt\.example\) \[{re.escape(ip)}\]:\d+ I=\[[0-9a-f.:]+\]:25\)$",
                 timeout=20)
         cfg = write_config(root / "mailopsd", blocker={

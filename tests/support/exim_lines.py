@@ -53,8 +53,10 @@ class Host:
 TLS = ' X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=no DN="CN=client.example"'
 
 
-def auth_failed(h: Host, set_id: str = "alice", driver: str = "plain_server") -> str:
-    return (f"{driver} authenticator failed for {h.and_ident(False)}: 535 Incorrect "
+def auth_failed(h: Host, set_id: str = "alice", driver: str = "plain_server",
+                flag: bool = False) -> str:
+    """4.96-4.98 write host_and_ident(FALSE); 4.99 host_and_ident(TRUE), i.e. with "H=" (flag)."""
+    return (f"{driver} authenticator failed for {h.and_ident(flag)}: 535 Incorrect "
             f"authentication data (set_id={set_id})")
 
 

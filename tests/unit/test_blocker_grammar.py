@@ -121,6 +121,10 @@ A = "198.51.100.7"  # the attacker's real address
     # a junk HELO (helo_accept_junk_hosts) ending in a fake address and what follows one
     X.relay_denied(Host(A, helo=f"x) [{V}] F=<a> rejected RCPT <b>: relay not permitted (y")),
     X.auth_failed(Host(A, helo=f"x) [{V}]: 535 Incorrect authentication data (z")),
+    # Exim 4.99 writes "H=" before the host here: "H=(x)" must not read as an rDNS name
+    X.auth_failed(Host(A, helo=f"x) [{V}]: 535 Incorrect authentication data (z"), flag=True),
+    X.auth_failed(Host(A, helo=f"x) [{V}]: 535 Incorrect authentication data (z", port=4,
+                       iface="192.0.2.1", ci="77"), flag=True),
     X.nonmail(Host(A, helo=f"x) [{V}] dropped: too many nonmail commands (z")),
     X.sync_early(Host(A, helo=f"x) [{V}] input=\"")),
     X.no_ip_for_host(Host(A, helo=f"x) [{V}]")),

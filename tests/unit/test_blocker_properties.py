@@ -103,7 +103,8 @@ def exim_line(rnd: random.Random, forged: bool = True) -> tuple[str, str, str | 
     form = rnd.randrange(10)
     rule: str | None
     if form == 0:
-        line, rule = X.auth_failed(h, set_id=text()), "auth-failed"
+        line = X.auth_failed(h, set_id=text(), flag=rnd.random() < 0.5)  # 4.99: "H="
+        rule = "auth-failed"
     elif form == 1:
         tls = rnd.choice(["", f' X=TLS1.3 CV=no DN="{text()}"'])
         line, rule = X.relay_denied(h, text(), text(), tls), "relay-denied"
