@@ -6,9 +6,10 @@ sample lines. The host field, in the order Exim writes it::
 
     [ DS]H=[name ][(helo) ][ip][:port][ I=[iface][:port]][ U=ident][ Ci=id]
 
-(``H=`` only where Exim flags it; ``DS`` with +dnssec; ``:port`` with +incoming_port; ``I=`` with
-+incoming_interface; ``U=`` whenever an ident lookup answered, under any log_selector; ``Ci=``
-with +connection_id, Exim 4.98+). Which parts the client writes, and what that means here:
+(``H=`` only where Exim flags it, e.g. "authenticator failed for H=..." from 4.99 on, none
+before; ``DS`` with +dnssec; ``:port`` with +incoming_port; ``I=`` with +incoming_interface;
+``U=`` whenever an ident lookup answered, under any log_selector; ``Ci=`` with +connection_id,
+Exim 4.98+). Which parts the client writes, and what that means here:
 
 - the rDNS name: its own DNS (Exim 4.96 does not check its characters; the resolver escapes
   spaces and parentheses, not brackets): one token, never starting with "(";
