@@ -161,3 +161,32 @@ def test_scan_decides_exactly_what_the_live_policy_decides(tmp_path: Path) -> No
     assert result.bans == decisions
     assert {k: v["matches"] for k, v in result.rules.items()} == {
         k: live.matches[k] for k in result.rules}
+
+
+def test_scan_shortcut_never_bans_the_address_a_junk_helo_names(tmp_path: Path) -> None:
+    """The forms scan-log reads without the grammar (Debian's default stamp): a junk HELO that
+    imitates the rest of the host field, also after 4.99's "H=", must never decide the
+    address (it was read as an rDNS name "H=(x)" once, and banned 203.0.113.66)."""
+    from tests.support import exim_lines as X
+    from tests.support.exim_lines import Host
+
+    victim, client = "203.0.113.66", "198.51.100.7"
+    forms = [
+        X.auth_failed(Host(client, helo=f"x) [{victim}]: 535 Incorrect authentication data (z"),
+                      flag=flag) for flag in (False, True)
+    ] + [
+        X.relay_denied(Host(client, helo=f"x) [{victim}] F=<a> rejected RCPT <b>: relay not "
+                                         "permitted (y")),
+        X.nonmail(Host(client, helo=f"x) [{victim}] dropped: too many nonmail commands (z")),
+        X.sync_early(Host(client, helo=f"x) [{victim}] input=\"")),
+        X.no_ip_for_host(Host(client, helo=f"x) [{victim}]")),
+    ]
+    log = tmp_path / "mainlog"
+    log.write_text("".join(f"{ts(T0 + i)} {line}\n" for i, line in enumerate(forms * 3)))
+    cfg = parse_config({"blocker": {"ignore_self": False, "rules": {r: {"maxretry": 1} for r in (
+        "no-rdns", "auth-failed", "relay-denied", "sync-error", "nonmail")}}}).blocker
+    result = scan_file(str(log), cfg, IgnoreList(()))
+    assert victim not in {b.ip for b in result.bans}
+    live = BanPolicy(cfg, IgnoreList(()))
+    decisions = [d for d in map(live.feed_line, log.read_text().splitlines()) if d is not None]
+    assert result.bans == decisions
