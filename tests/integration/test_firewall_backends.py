@@ -2,8 +2,9 @@
 
 Backend code runs inside the server namespace (``ip netns exec NS python -c DRIVER``), never in
 the host's: DRIVER applies a list of operations and prints their results as JSON. Rules are read
-back with ``iptables-legacy -S`` / ``ipset save`` / ``nft``, and blocking is proven with real TCP connects from two
-client namespaces (one banned, one not) to a banned port and to a port that is not closed.
+back with ``iptables-legacy -S``, ``ipset save`` and ``nft``, and blocking is proven with real TCP
+connects from two client namespaces (one banned, one not) to a banned port and to a port that is
+not closed.
 """
 
 from __future__ import annotations
