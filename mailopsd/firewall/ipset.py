@@ -68,6 +68,7 @@ class Ipsets:
                 f"ipset is unusable: the kernel's ip_set did not answer ({exc}); load the "
                 "ip_set module, or set blocker.firewall.iptables_set = false") from None
         self._pid = os.getpid()
+        self._bulk = None  # after a fork the parent's bulk socket is not ours either
         return self._sock
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:

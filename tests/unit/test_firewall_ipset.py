@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -104,3 +105,26 @@ def test_kernel_refusals_are_firewall_errors_in_words() -> None:
     assert "No such file or directory (code 2)" in str(wire.WireError(2, "list x"))
     assert "ipset error 4097" in str(wire.WireError(4097, "add to x"))
     assert isinstance(wire.WireError(2, "x"), FirewallError)
+
+
+def test_after_a_fork_both_sockets_are_opened_anew(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.ModuleType("pyroute2.ipset")
+    fake.IPSet = lambda: types.SimpleNamespace(_proto_version=7)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pyroute2.ipset", fake)
+    sets = ipset.Ipsets()
+    parent = sets._ipset()
+    sets._bulk = object()  # type: ignore[assignment]  # the parent's bulk socket
+    sets._pid = -1  # as seen from a forked child
+    assert sets._ipset() is not parent
+    assert sets._bulk is None  # a netlink socket shared with the parent would mix answers
+
+
+def test_flush_reports_sets_it_could_not_look_at_instead_of_failing() -> None:
+    class NoIpset:
+        def destroy(self, name: str) -> int | None:
+            raise FirewallError("ipset is unusable: python3-pyroute2 is missing")
+
+    b = IptablesBackend(parse_config({}).blocker.firewall)
+    b.ipsets = NoIpset()  # type: ignore[assignment]
+    assert b._destroy_sets() == ["ipset: skipped (ipset is unusable: python3-pyroute2 is "
+                                 "missing)"]
