@@ -77,6 +77,8 @@ def demo_blocker(root: Path) -> None:
                 show([*bans, "list"], "mailopsd bans list")
                 show(server.argv(["iptables-legacy", "-S", "mailopsd"]),
                      "iptables-legacy -S mailopsd   # python-iptables writes the legacy tables")
+                show(server.argv(["ipset", "list", "mailopsd-v4"]),
+                     "ipset list mailopsd-v4        # the banned addresses, one rule matches them")
                 print(f"  banned client again -> {tcp_probe(client, '192.0.2.1', 25, 1)}")
                 print(f"  another client      -> {tcp_probe(good, '198.51.100.1', 25, 1)}")
             show([*bans, "flush"], "mailopsd bans flush")

@@ -31,6 +31,9 @@ PACKAGES=(
   git  # tests/support/debpkg.py builds the .deb from the files git tracks
   # issue 12: nftables bans in-process through libnftables (no nft process per ban)
   python3-nftables
+  # issue 12: iptables bans as ipset members over netlink (pyroute2); ipset: the admin's and the
+  # tests' view of the sets (`ipset list`)
+  python3-pyroute2 ipset
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -72,7 +72,8 @@ def register(sub: Any) -> None:
 
     q = bsub.add_parser("flush", help="remove everything mailopsd added to the firewall",
                         description="Lift every ban in the state database, then delete "
-                        "mailopsd's chains, jumps and nftables table (both backends). A running "
+                        "mailopsd's chains, jumps, ipsets and nftables table (both backends). "
+                        "A running "
                         "daemon re-creates its empty chain at once and bans new offenders as "
                         "usual: stop it first to leave no trace.")
     add_json_flag(q)

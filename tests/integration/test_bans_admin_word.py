@@ -23,7 +23,7 @@ import pytest
 
 from tests.support.common import scratch_root, wait_until
 from tests.support.daemon import MAILOPSD, MailopsdProcess, write_config
-from tests.support.netns import Netns
+from tests.support.netns import Netns, iptables_bans
 
 pytestmark = pytest.mark.integration
 
@@ -55,9 +55,7 @@ class Kernel:
         if self.backend == "nftables":
             r = self.ns.run(["nft", "list", "table", "inet", "mailopsd"], check=False)
             return set(re.findall(r"192\.0\.2\.\d+", r.stdout)) if r.returncode == 0 else set()
-        r = self.ns.run(["iptables-legacy", "-S", "mailopsd"], check=False)
-        return set(re.findall(r"-s (192\.0\.2\.\d+)/32", r.stdout)) if r.returncode == 0 \
-            else set()
+        return {ip for ip in iptables_bans(self.ns, v6=False) if ip.startswith("192.0.2.")}
 
     def watch(self) -> None:
         def loop() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.common import scratch_root, wait_until
 from tests.support.daemon import MAILOPSD, MailopsdProcess, write_config
-from tests.support.netns import Netns
+from tests.support.netns import Netns, iptables_bans
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +29,7 @@ def test_reload_adding_an_ignored_address_lifts_its_ban() -> None:
         cfg = write_config(root, blocker=blocker(mainlog, []))
 
         def rules() -> list[str]:
-            out = ns.run(["iptables-legacy", "-S"]).stdout.splitlines()
-            return [r for r in out if r.startswith("-A mailopsd")]
+            return iptables_bans(ns, v6=False)
 
         def cli(*args: str) -> str:
             return ns.run([MAILOPSD, "--config", str(cfg), "bans", *args]).stdout
@@ -51,7 +50,7 @@ def test_reload_adding_an_ignored_address_lifts_its_ban() -> None:
             assert ev["why"] == "ignored"
             d.wait_event("config_reloaded", timeout=20)
             wait_until(lambda: not [r for r in rules() if "192.0.2.60" in r], 10, 0.1,
-                       what="the ignored address's rule gone")
+                       what="the ignored address's ban gone")
             assert [r for r in rules() if "192.0.2.61" in r]  # the other ban stays
             assert "192.0.2.60" not in cli("list")
         finally:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.common import scratch_root, wait_until
 from tests.support.daemon import MAILOPSD, MailopsdProcess, write_config
-from tests.support.netns import Netns
+from tests.support.netns import Netns, iptables_bans
 from tests.support.postgres import PrivatePostgres
 
 pytestmark = pytest.mark.integration
@@ -53,9 +53,7 @@ class Mx:
                 fh.write(auth_failed(ip))
 
     def kernel(self) -> set[str]:
-        out = self.ns.run(["iptables-legacy", "-S", "mailopsd"], check=False).stdout
-        return {line.split()[3].removesuffix("/32") for line in out.splitlines()
-                if line.startswith("-A mailopsd -s ")}
+        return set(iptables_bans(self.ns))
 
     def cli(self, *args: str) -> Any:
         return self.ns.run([MAILOPSD, "--config", str(self.cfg), *args], check=False)

@@ -31,7 +31,7 @@ import pytest
 from mailopsd.firewall.nftables import parse_listing
 from tests.support.common import scratch_root, wait_until
 from tests.support.daemon import MAILOPSD, MailopsdProcess, run_cli, write_config
-from tests.support.netns import Netns
+from tests.support.netns import Netns, iptables_bans
 
 pytestmark = pytest.mark.integration
 
@@ -90,9 +90,7 @@ class Scene:
     def kernel(self) -> list[str]:
         """Every ban target in the kernel, once per rule/element (doubles would show twice)."""
         if self.backend == "iptables":
-            out = self.ns.run(["iptables-legacy", "-S", "mailopsd"], check=False).stdout
-            return [ln.split()[3].removesuffix("/32") for ln in out.splitlines()
-                    if ln.startswith("-A mailopsd -s ")]
+            return iptables_bans(self.ns)
         out = self.ns.run(["nft", "-j", "list", "table", "inet", "mailopsd"], check=False)
         return list(parse_listing(out.stdout)) if out.returncode == 0 else []
 

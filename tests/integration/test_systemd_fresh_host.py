@@ -54,7 +54,7 @@ def test_the_mainlog_that_appears_later_is_followed(ct: Container) -> None:
     log.write_text("".join(f"{now} H=(client.test) [198.51.100.20] F=<a@client.test> rejected "
                            f"RCPT <v{n}@elsewhere.test>: relay not permitted\n"
                            for n in range(5)))
-    wait_until(lambda: "198.51.100.20" in ct.run(["iptables-legacy", "-S", "mailopsd"],
+    wait_until(lambda: "198.51.100.20" in ct.run(["ipset", "save", "mailopsd-v4"],
                                                   check=False).stdout,
                timeout=60, interval=0.5, what="the ban from the late mainlog")
     assert any(e.get("IP") == "198.51.100.20" for e in journal(ct, "EVENT=ip_banned"))

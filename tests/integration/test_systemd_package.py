@@ -4,7 +4,8 @@ One container for the whole module, so the tests run IN ORDER as one admin's sto
 .deb (enabled, started, READY), journal fields, reload (good, broken), the blocker with a real
 Exim, every job run by the daemon under the unit's hardening, stop during a job, the watchdog,
 hardening exposure, reboot, upgrade, remove, purge. Each test says what it needs from earlier
-ones. Evidence comes from systemctl, journalctl, iptables-legacy and nft inside the container.
+ones. Evidence comes from systemctl, journalctl, iptables-legacy, ipset and nft inside the
+container.
 """
 
 from __future__ import annotations
@@ -177,9 +178,11 @@ def test_reload_applies_a_good_config_and_fails_on_a_broken_one(ct: Container) -
 def test_blocker_bans_an_address_from_a_real_exim_line_iptables_then_nftables(
         ct: Container) -> None:
     drive_exim_relay_attempts(ct, "198.51.100.7", 5)
-    wait_until(lambda: "198.51.100.7" in ct.run(["iptables-legacy", "-S", "mailopsd"],
+    wait_until(lambda: "198.51.100.7" in ct.run(["ipset", "save", "mailopsd-v4"],
                                                  check=False).stdout,
-               timeout=30, interval=0.3, what="the iptables-legacy rule for 198.51.100.7")
+               timeout=30, interval=0.3, what="198.51.100.7 in the ipset mailopsd-v4")
+    assert "-A mailopsd -p tcp -m set --match-set mailopsd-v4 src -j DROP" in ct.run(
+        ["iptables-legacy", "-S", "mailopsd"]).stdout
     banned = journal(ct, "EVENT=ip_banned")
     assert banned and banned[-1]["IP"] == "198.51.100.7"
     assert banned[-1]["RULE"] == "relay-denied"
@@ -378,7 +381,7 @@ def test_upgrade_keeps_config_edits_bans_and_state(ct: Container,
 def kernel_leftovers(ct: Container) -> list[str]:
     found = []
     for argv in (["iptables-legacy", "-S"], ["ip6tables-legacy", "-S"],
-                 ["nft", "list", "ruleset"]):
+                 ["nft", "list", "ruleset"], ["ipset", "list", "-n"]):
         out = ct.run(argv, check=False).stdout
         found += [f"{argv[0]}: {line}" for line in out.splitlines() if "mailopsd" in line]
     return found

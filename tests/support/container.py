@@ -28,7 +28,7 @@ INCLUDE = ("systemd", "dbus", "systemd-sysv")
 # a booted --private-network container cannot reach the registry.
 PACKAGES = (
     "python3", "python3-apscheduler", "python3-iptables", "python3-structlog",
-    "python3-watchdog", "python3-psutil",
+    "python3-watchdog", "python3-psutil", "python3-pyroute2",
     "exim4-daemon-heavy", "spamassassin", "spamd", "spamc", "gnupg",
     "iptables", "nftables", "iproute2", "dovecot-imapd",
     # every real Debian install has procps (Priority: important), and spamd.service's
@@ -36,6 +36,8 @@ PACKAGES = (
     "procps",
     # the package's Recommends for the health checks (apt would try to fetch them otherwise)
     "python3-dnspython", "python3-cryptography",
+    # the tests read the iptables backend's sets with `ipset save` (a Suggests of the package)
+    "ipset",
 )
 RECIPE_VERSION = "1"
 CACHE_PARENT = Path("/var/tmp")

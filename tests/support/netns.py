@@ -196,3 +196,19 @@ def tcp_probe(ns: Netns | str, host: str, port: int, timeout: float = 2.0) -> st
 def tcp_connect(ns: Netns | str, host: str, port: int, timeout: float = 2.0) -> bool:
     """True if a TCP connection from inside ``ns`` to host:port is accepted."""
     return tcp_probe(ns, host, port, timeout) == "connected"
+
+
+def iptables_bans(ns: Netns, chain: str = "mailopsd", v6: bool = True) -> list[str]:
+    """Every ban the iptables backend holds in ``ns``, sorted, once per rule or set member (a
+    double would show twice): members of the sets ``<chain>-v4``/``-v6`` (``ipset save``) and
+    address rules in the chain (``iptables-legacy -S``), as canonical text (``192.0.2.7``).
+    ``v6=False`` looks at IPv4 only (half the commands, for tight polling)."""
+    out: list[str] = []
+    for suffix in ("v4", "v6") if v6 else ("v4",):
+        saved = ns.run(["ipset", "save", f"{chain}-{suffix}"], check=False).stdout
+        out += [ln.split()[2] for ln in saved.splitlines() if ln.startswith("add ")]
+    for cmd in ("iptables-legacy", "ip6tables-legacy") if v6 else ("iptables-legacy",):
+        rules = ns.run([cmd, "-S", chain], check=False).stdout
+        out += [ln.split()[3].removesuffix("/32").removesuffix("/128")
+                for ln in rules.splitlines() if ln.startswith(f"-A {chain} -s ")]
+    return sorted(out)

@@ -13,6 +13,7 @@ def test_defaults_close_port_25_with_iptables() -> None:
     fw = cfg.blocker.firewall
     assert (fw.backend, fw.ports, fw.action, fw.ipv6) == ("iptables", (25,), "drop", True)
     assert (fw.iptables_chain, fw.nftables_table) == ("mailopsd", "mailopsd")
+    assert fw.iptables_set is True  # issue 12: bans as ipset members, one rule per family
     fl = cfg.blocker.flood
     assert (fl.enabled, fl.max_connections, fl.samples, fl.ports) == (True, 20, 2, ())
 
@@ -36,6 +37,9 @@ def test_valid_settings_load() -> None:
     ("firewall", {"action": "tarpit"}, "blocker.firewall.action"),
     ("firewall", {"iptables_chain": "bad chain"}, "blocker.firewall.iptables_chain"),
     ("firewall", {"nftables_table": "x" * 40}, "blocker.firewall.nftables_table"),
+    # 29 + "-v4" would pass ipset's 31-character limit for set names
+    ("firewall", {"iptables_chain": "c" * 29}, "blocker.firewall.iptables_chain"),
+    ("firewall", {"iptables_set": "yes"}, "blocker.firewall.iptables_set"),
     ("firewall", {"chain": "x"}, "blocker.firewall.chain"),
     ("flood", {"max_connections": 0}, "blocker.flood.max_connections"),
     ("flood", {"interval": "soon"}, "blocker.flood.interval"),
