@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from mailopsd.blocker import scanfork
-from mailopsd.blocker.fastpath import read_block
+from mailopsd.blocker.fastpath import Event, c_parser, read_block
 from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.parse import LineParser
 from mailopsd.blocker.policy import BanDecision, BanPolicy
@@ -83,20 +83,21 @@ def scan_file(path: str, config: BlockerConfig, ignore: IgnoreList) -> ScanResul
     t0 = time.perf_counter()
     f = _open(path)
     half = None
+    parse = None if keys is None else block_parser(keys, policy.parser)
     try:
         # a large plain file on two or more CPUs: a child process reads the second half while
         # this one reads the first (mailopsd.blocker.scanfork); the policy counts both halves
         # here, in file order
-        half = None if keys is None or f is sys.stdin.buffer else scanfork.start(
-            f, path, lambda body: parse_block(body, keys, policy.parser), blocks)
+        half = None if parse is None or f is sys.stdin.buffer else scanfork.start(
+            f, path, parse, blocks)
         for body in blocks(f, path, None if half is None else half.start):
-            _scan_block(body, keys, policy, result)
+            _scan_block(body, parse, policy, result)
         if half is not None:
             events, lines = half.collect()
             if events is None:  # the child failed: read the second half here
                 f.seek(half.start)
                 for body in blocks(f, path, None):
-                    _scan_block(body, keys, policy, result)
+                    _scan_block(body, parse, policy, result)
             else:
                 feed(events, lines, policy, result)
     finally:
@@ -143,9 +144,18 @@ def blocks(f: IO[bytes], path: str, stop: int | None) -> Iterator[bytes]:
         yield carry + b"\n"
 
 
-# one event per candidate line, in order: (rule, address, when) for a match, (rule, None, 0.0)
-# for a line holding a rule's keyword that its pattern rejected
-Event = tuple[str, "str | None", float]
+def block_parser(keys: list[str], parser: LineParser) -> Callable[[bytes], tuple[list[Event], int]]:
+    """``parse_block`` for these keys: the C shortcut (``fastpath.c_parser``) where it is
+    built and takes them, else (and for a block it declines) the Python one."""
+    c = c_parser(keys, parser)
+    if c is None:
+        return lambda body: parse_block(body, keys, parser)
+
+    def parse(body: bytes) -> tuple[list[Event], int]:
+        got = c(body)
+        return parse_block(body, keys, parser) if got is None else got
+
+    return parse
 
 
 def parse_block(body: bytes, keys: list[str], parser: LineParser) -> tuple[list[Event], int]:
@@ -181,10 +191,10 @@ def feed(events: list[Event], lines: int, policy: BanPolicy, result: ScanResult)
     policy.lines += lines
 
 
-def _scan_block(body: bytes, keys: list[str] | None, policy: BanPolicy,
-                result: ScanResult) -> None:
+def _scan_block(body: bytes, parse: Callable[[bytes], tuple[list[Event], int]] | None,
+                policy: BanPolicy, result: ScanResult) -> None:
     """Feed the candidate lines of a block of whole lines (ending in a newline)."""
-    if keys is None:  # a custom rule without prefilter must see every line
+    if parse is None:  # a custom rule without prefilter must see every line
         parts = body.decode("utf-8", "replace").split("\n")
         for line in parts[:-1]:
             decision = policy.feed_candidate(line)
@@ -192,4 +202,4 @@ def _scan_block(body: bytes, keys: list[str] | None, policy: BanPolicy,
                 result.bans.append(decision)
         policy.lines += len(parts) - 1
         return
-    feed(*parse_block(body, keys, policy.parser), policy, result)
+    feed(*parse(body), policy, result)
