@@ -3,7 +3,8 @@ from collections.abc import Callable
 from typing import Any
 
 def scan(
-    block: bytes, keys: tuple[bytes, ...], offsets: tuple[int, ...], forms: tuple[int, ...],
+    block: bytes | memoryview, keys: tuple[bytes, ...], offsets: tuple[int, ...],
+    forms: tuple[int, ...],
     names: tuple[str | None, ...], minute_base: Callable[[str], float | None],
     aggregate: Callable[[str], str] | None,
 ) -> tuple[list[Any], list[int], int]: ...

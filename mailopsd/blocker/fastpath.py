@@ -117,7 +117,8 @@ def _extra_ok(rule: str, text: str, s: int, e: int, m: re.Match[str], kw: str) -
 
 # Event: (rule, address, when) for a match, (rule, None, 0.0) for a keyword line a rule rejected
 Event = tuple[str, "str | None", float]
-BlockParser = Callable[[bytes], "tuple[list[Event], int] | None"]
+Buffer = bytes | memoryview  # a block of whole lines (scan.blocks)
+BlockParser = Callable[[Buffer], "tuple[list[Event], int] | None"]
 
 # where each built-in keyword's rarest byte pair (in mainlogs) starts: the C search looks for
 # the pairs in one pass and compares the keywords only where one occurs
@@ -144,14 +145,14 @@ def c_parser(keys: list[str], parser: LineParser) -> BlockParser | None:
     aggregate = aggregate_ip if parser.ipv6_aggregate else None
     scan, fields = _fastscan.scan, parser.fields
 
-    def parse(body: bytes) -> tuple[list[Event], int] | None:
+    def parse(body: Buffer) -> tuple[list[Event], int] | None:
         if body[-1:] != b"\n":
             return None
         events, slow, lines = scan(body, bkeys, offsets, forms, _NAMES, _minute_base, aggregate)
         lost = False
         for i in slow:  # the lines the C shortcut left to the grammar
             _, s, e = events[i]
-            rule, ip, when = fields(body[s:e].decode("utf-8", "replace"), True)
+            rule, ip, when = fields(str(body[s:e], "utf-8", "replace"), True)
             events[i] = (rule, ip, when)
             lost = lost or rule is None
         if lost:
