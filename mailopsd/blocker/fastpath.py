@@ -11,6 +11,7 @@ scan-log then asks ``LineParser.fields``; where the shortcut answers, it answers
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -29,12 +30,13 @@ _TS = r"(?P<min>\d{4}-\d\d-\d\d \d\d:\d\d):(?P<sec>[0-5]\d|60) "
 _ID = r"[0-9A-Za-z]{6}-[0-9A-Za-z]{4,}-[0-9A-Za-z]{2,} "
 
 
-def _form(rule: str, pattern: str) -> tuple[str, re.Pattern[str]]:
-    return rule, re.compile(_TS + pattern, re.ASCII)
+def _form(rule: str, pattern: str) -> tuple[str, str]:
+    return rule, _TS + pattern
 
 
-# keyword -> (rule, the whole line from its start); the keyword found the line
-FORMS: dict[str, tuple[str, re.Pattern[str]]] = {
+# keyword -> (rule, the regex of the whole line from its start); the keyword found the line.
+# Compiled on first use (_pattern): with the C extension scan-log never needs them.
+FORMS: dict[str, tuple[str, str]] = {
     "no host name found for IP address ": _form(
         "no-rdns", r"no host name found for IP address (?P<ip>\S+)$"),
     "no IP address found for host ": _form(
@@ -67,7 +69,8 @@ def read_block(text: str, keys: list[str], parser: LineParser
     find, rfind = text.find, text.rfind
     enabled, aggregate, local = parser.enabled, parser.ipv6_aggregate, _LOCAL
     for k in keys:
-        rule, pattern = FORMS.get(k, ("", None))
+        rule, source = FORMS.get(k, ("", ""))
+        pattern = _pattern(source) if source else None
         if pattern is not None and (rule in enabled or (rule == AUTHENTICATED
                                                         and "no-rdns" in enabled)):
             match = pattern.match
@@ -98,6 +101,11 @@ def read_block(text: str, keys: list[str], parser: LineParser
             if hit is None:
                 slow[s] = e
     return done, slow
+
+
+@functools.cache
+def _pattern(source: str) -> re.Pattern[str]:
+    return re.compile(source, re.ASCII)
 
 
 _NEEDS_EXTRA = frozenset({AUTHENTICATED, "relay-denied", "auth-failed"})
