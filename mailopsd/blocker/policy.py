@@ -181,7 +181,7 @@ class BanPolicy:
             # thousands of one-off addresses, and an ignored one must only never be banned
             if self.ignore.contains(ip):
                 self.ignored[rule] = self.ignored.get(rule, 0) + 1
-                del table[ip]
+                table.pop(ip, None)  # with maxretry 1 the first hit was never stored
                 return None
             return self._decide(ip, spec, hits)
         self._tick()

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from mailopsd.blocker.batch import BatchPolicy
 from mailopsd.blocker.fastpath import Buffer, Event, c_parser, read_block
 from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.parse import LineParser
-from mailopsd.blocker.policy import BanDecision, BanPolicy
+from mailopsd.blocker.policy import BanDecision
 from mailopsd.core.config.rule_names import AUTHENTICATED
 from mailopsd.core.config.schema_blocker import BlockerConfig
 from mailopsd.core.errors import MailopsError
@@ -75,7 +76,7 @@ def _open(path: str) -> IO[bytes]:
 
 def scan_file(path: str, config: BlockerConfig, ignore: IgnoreList) -> ScanResult:
     """Scan a log file (``.gz`` or ``-`` for stdin work too); raises MailopsError if unreadable."""
-    policy = BanPolicy(config, ignore)
+    policy = BatchPolicy(config, ignore)
     result = ScanResult(path)
     kws = policy.parser.keywords
     keys = None if kws is None else list(kws)
@@ -172,21 +173,8 @@ def parse_block(body: Buffer, keys: list[str], parser: LineParser) -> tuple[list
     return events, text.count("\n")
 
 
-def feed(events: list[Event], lines: int, policy: BanPolicy, result: ScanResult) -> None:
-    """Count events in order: matches into the policy, rejected keyword lines as unmatched."""
-    count, unmatched, bans = policy.count, policy.unmatched, result.bans
-    for rule, ip, when in events:
-        if ip is None:
-            unmatched[rule] = unmatched.get(rule, 0) + 1
-            continue
-        decision = count(rule, ip, when)
-        if decision is not None:
-            bans.append(decision)
-    policy.lines += lines
-
-
 def _scan_block(body: Buffer, parse: Callable[[Buffer], tuple[list[Event], int]] | None,
-                policy: BanPolicy, result: ScanResult) -> None:
+                policy: BatchPolicy, result: ScanResult) -> None:
     """Feed the candidate lines of a block of whole lines (ending in a newline)."""
     if parse is None:  # a custom rule without prefilter must see every line
         parts = str(body, "utf-8", "replace").split("\n")
@@ -196,4 +184,6 @@ def _scan_block(body: Buffer, parse: Callable[[Buffer], tuple[list[Event], int]]
                 result.bans.append(decision)
         policy.lines += len(parts) - 1
         return
-    feed(*parse(body), policy, result)
+    events, lines = parse(body)
+    policy.feed_events(events, result.bans)  # matches counted, rejected lines as unmatched
+    policy.lines += lines

@@ -270,3 +270,48 @@ def test_long_lines_and_no_newline_at_the_end_decide_alike(
     without = scan_file(str(path), CFG, IgnoreList(()))
     assert with_c.bans == without.bans and with_c.rules == without.rules
     assert with_c.lines == without.lines and len(with_c.bans) == 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batch_feeding_decides_like_count_through_compaction_and_pruning(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BatchPolicy.feed_events is BanPolicy.count inlined: compare them on a stream that
+    compacts, prunes, exempts logins, ignores, re-bans and goes back in time."""
+    from mailopsd.blocker import policy as policy_mod
+    from mailopsd.blocker.batch import BatchPolicy
+
+    monkeypatch.setattr(policy_mod, "COMPACT_AT", 300)
+    monkeypatch.setattr(policy_mod, "PRUNE_MIN", 500)
+    rnd = random.Random(seed)
+    cfg = parse_config({"blocker": {"ignore": ["192.0.2.0/28"], "bantime_factor": 2,
+                                    "rules": {r: {"maxretry": rnd.randrange(1, 5)}
+                                              for r in RULES}}}).blocker
+    events: list[tuple[str, str | None, float]] = []
+    t = T0
+    for _ in range(20_000):
+        t += rnd.choice([0.0, 1.0, 7.0, 300.0, -2.0])
+        ip = (f"192.0.2.{rnd.randrange(40)}" if rnd.random() < 0.5
+              else f"198.51.{rnd.randrange(8)}.{rnd.randrange(256)}")
+        rule = rnd.choice([*RULES, "authenticated", "no-rdns"])
+        events.append((rule, None if rnd.random() < 0.02 else ip, t))
+    live = BanPolicy(cfg, IgnoreList.from_config(cfg))
+    want = [d for r, ip, w in events if ip is not None and (d := live.count(r, ip, w))]
+    batched = BatchPolicy(cfg, IgnoreList.from_config(cfg))
+    got: list[object] = []
+    for i in range(0, len(events), 997):
+        batched.feed_events(events[i:i + 997], got)  # type: ignore[arg-type]
+    assert got == want and len(want) > 50
+    assert batched.matches == live.matches and batched.ignored == live.ignored
+    assert batched.exempted == live.exempted and batched.tracked() == live.tracked()
+    assert batched._compact.n > 0 or live._compact.n == 0
+    unmatched = {r: sum(1 for e in events if e[1] is None and e[0] == r) for r in RULES}
+    assert all(batched.unmatched[r] == unmatched[r] for r in RULES)
+
+
+def test_an_ignored_address_under_maxretry_1_is_counted_as_ignored_not_a_crash() -> None:
+    cfg = parse_config({"blocker": {"ignore": ["192.0.2.0/24"],
+                                    "rules": {"auth-failed": {"maxretry": 1}}}}).blocker
+    policy = BanPolicy(cfg, IgnoreList.from_config(cfg))
+    assert policy.count("auth-failed", "192.0.2.7", T0) is None  # was a KeyError
+    assert policy.ignored["auth-failed"] == 1
+    assert policy.count("auth-failed", "198.51.100.7", T0) is not None
