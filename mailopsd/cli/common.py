@@ -7,7 +7,6 @@ imports argparse only to build parsers: ``mailopsd scan-log FILE`` runs without 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -51,6 +50,8 @@ def setup_logging(cfg: Any, args: argparse.Namespace) -> None:
 
 def print_json(data: Any) -> None:
     """Print data as indented JSON on stdout."""
+    import json
+
     json.dump(data, sys.stdout, indent=2, default=str, sort_keys=False)
     sys.stdout.write("\n")
 
