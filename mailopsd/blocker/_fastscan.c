@@ -25,6 +25,9 @@
 #define IP_MAX 45 /* parse.normalise_ip's limit */
 
 enum { F_NONE, F_NO_HOST, F_NO_IP, F_AUTH, F_RELAY, F_SYNC, F_NONMAIL, F_ARRIVAL, F_COUNT };
+/* not a key's form: the host field of grammar.sync_error's second form (pipelining) */
+#define F_SYNC_CMD F_COUNT
+#define ABORT (-2) /* after_host: the line may read another way: leave it to Python */
 
 typedef struct {
     const char *l; /* the line */
@@ -80,6 +83,10 @@ static Py_ssize_t after_host(Line L, Py_ssize_t p, int form) {
         return HAS(L, p, ": 535 ") ? p + 6 : -1;
     case F_SYNC:
         return HAS(L, p, " input=") ? p + 7 : -1;
+    case F_SYNC_CMD: /* _IDENT_CI " next input=\"": an ident or Ci= -> the grammar decides */
+        if (HAS(L, p, " U=") || HAS(L, p, " Ci="))
+            return ABORT;
+        return HAS(L, p, " next input=\"") ? p + 13 : -1;
     case F_NONMAIL:
         if (!HAS(L, p, " dropped: too many "))
             return -1;
@@ -172,6 +179,8 @@ static Py_ssize_t host_at(Line L, Py_ssize_t p, int form, Py_ssize_t *helo_end, 
                 *helo_end = he;
                 return end;
             }
+            if (end == ABORT)
+                return ABORT;
         }
     }
     return -1;
@@ -187,9 +196,33 @@ static Py_ssize_t find(Line L, Py_ssize_t from, Py_ssize_t to, const char *lit, 
     return -1;
 }
 #define FIND(L, from, to, lit) find(L, from, to, lit, sizeof(lit) - 1)
+#define SYNC_CMD_HEAD "SMTP protocol synchronization error (next input sent too soon: pipelining was "
+#define SYNC_CMD_TAIL "advertised): rejected \""
 #define SYNC_HEAD                                                                           \
     "SMTP protocol synchronization error (input sent without waiting for greeting): "     \
     "rejected connection from H="
+
+/* grammar.sync_error's second form, where only one reading exists: its head, then exactly one
+ * '" H=' (the rejected command is the client's: it may hold more, then every one would have to
+ * agree), a host field followed by ' next input="' and no ") [" after the address (always=True
+ * in _unshifted: any later one could be another reading). */
+static int sync_pipelining(Line L, Py_ssize_t p, Py_ssize_t *ip_s, Py_ssize_t *ip_e) {
+    Py_ssize_t he = -1, q;
+    if (!HAS(L, p, SYNC_CMD_HEAD))
+        return 0;
+    p += (Py_ssize_t)sizeof(SYNC_CMD_HEAD) - 1;
+    if (HAS(L, p, "not "))
+        p += 4;
+    if (!HAS(L, p, SYNC_CMD_TAIL))
+        return 0;
+    p += (Py_ssize_t)sizeof(SYNC_CMD_TAIL) - 1; /* just after the command's opening quote */
+    q = FIND(L, p - 1, L.n, "\" H=");
+    if (q < 0 || FIND(L, q + 1, L.n, "\" H=") >= 0)
+        return 0;
+    if (host_at(L, q + 4, F_SYNC_CMD, &he, ip_s, ip_e) < 0)
+        return 0;
+    return FIND(L, he >= 0 ? he : *ip_e, L.n, ") [") < 0;
+}
 
 /* The form's reading of the line: 1 and the address's span if fastpath.py's regex (and its
  * extra checks) would accept the line, else 0. */
@@ -242,10 +275,11 @@ static int read_form(Line L, int form, Py_ssize_t *ip_s, Py_ssize_t *ip_e) {
             return 0;
         break;
     case F_SYNC:
-        if (!HAS(L, p, SYNC_HEAD))
-            return 0;
-        end = host_at(L, p + (Py_ssize_t)sizeof(SYNC_HEAD) - 1, form, &he, ip_s, ip_e);
-        break;
+        if (HAS(L, p, SYNC_HEAD)) {
+            end = host_at(L, p + (Py_ssize_t)sizeof(SYNC_HEAD) - 1, form, &he, ip_s, ip_e);
+            break;
+        }
+        return sync_pipelining(L, p, ip_s, ip_e);
     case F_NONMAIL:
         if (!HAS(L, p, "SMTP call from "))
             return 0;

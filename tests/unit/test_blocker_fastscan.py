@@ -106,13 +106,16 @@ def _fast_line(rnd: random.Random) -> str:
     """A line of a form the C shortcut reads (no ident), clean or with forged client text."""
     forged = rnd.random() < 0.4
     h = host(rnd, forged)
-    h = dataclasses.replace(h, ident=None, ci=h.ci if rnd.random() < 0.2 else None)
+    h = dataclasses.replace(h, ident=h.ident if rnd.random() < 0.1 else None,
+                            ci=h.ci if rnd.random() < 0.2 else None)
 
     def text() -> str:
         return junk(rnd) if forged and rnd.random() < 0.7 else "x@example.test"
 
-    kind = rnd.randrange(7)
-    if kind == 0:
+    kind = rnd.randrange(8)
+    if kind == 7:
+        line = X.sync_pipelining(h, text(), text(), rnd.choice(["", " (12 bytes)", "..."]))
+    elif kind == 0:
         driver = rnd.choice(["plain_server", "x" * rnd.randrange(50, 60)])
         line = X.auth_failed(h, set_id=text(), driver=driver)
     elif kind == 1:
@@ -164,6 +167,10 @@ def test_generated_hostile_blocks_give_the_same_events_in_c_and_python(
     _compare(body, DEFAULT if rnd.random() < 0.6 else _parser(rnd))
 
 
+PIPELINING = ("SMTP protocol synchronization error (next input sent too soon: pipelining was "
+              "not advertised): rejected \"MAIL FROM:<a@b>\" ")
+
+
 def test_hand_made_edge_lines_give_the_same_events() -> None:
     stamp = "2026-11-24 08:00:01 "
     lines = [
@@ -187,6 +194,12 @@ def test_hand_made_edge_lines_give_the_same_events() -> None:
         "SMTP call from (a b) [192.0.2.9] dropped: too many nonmail commands",
         "SMTP protocol synchronization error (input sent without waiting for greeting): "
         "rejected connection from H=[2001:db8::9]:25 input=\"x\"",
+        *(PIPELINING + tail for tail in (
+            'H=(x) [192.0.2.9]:25 next input="DATA"', 'H=n [192.0.2.9] next input="x"',
+            'H=(x) [192.0.2.9]:25 next input="x) [192.0.2.8] next input="',
+            'H=[192.0.2.9] U=x next input="x"', 'H=[192.0.2.9] Ci=7 next input="x"',
+            'H=n [192.0.2.9] U=) [192.0.2.8] next input="x"',
+            'H=[192.0.2.8]" H=(x) [192.0.2.9] next input="x"')),
         "1xVyPz-0004vj-3B <= a@b H=(c) [192.0.2.9]:1 P=esmtpsa X=T A=plain:x S=1",
         "1xVyPz-0004vj-3B <= a@b H=(c) [192.0.2.9]:1 P=utf8esmtpa S=1",
         "1xVyPz-00000004vj-3Bcd <= a\"b H=(c) [192.0.2.9] P=esmtpa A=x",
