@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from mailopsd.blocker.batch import BatchPolicy
+from mailopsd.blocker.batch import count_events
 from mailopsd.blocker.fastpath import Buffer, Event, c_parser, read_block
 from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.parse import LineParser
-from mailopsd.blocker.policy import BanDecision
+from mailopsd.blocker.policy import BanDecision, BanPolicy
 from mailopsd.core.config.rule_names import AUTHENTICATED
 from mailopsd.core.config.schema_blocker import BlockerConfig
 from mailopsd.core.errors import MailopsError
@@ -76,7 +76,7 @@ def _open(path: str) -> IO[bytes]:
 
 def scan_file(path: str, config: BlockerConfig, ignore: IgnoreList) -> ScanResult:
     """Scan a log file (``.gz`` or ``-`` for stdin work too); raises MailopsError if unreadable."""
-    policy = BatchPolicy(config, ignore)
+    policy = BanPolicy(config, ignore)
     result = ScanResult(path)
     kws = policy.parser.keywords
     keys = None if kws is None else list(kws)
@@ -174,7 +174,7 @@ def parse_block(body: Buffer, keys: list[str], parser: LineParser) -> tuple[list
 
 
 def _scan_block(body: Buffer, parse: Callable[[Buffer], tuple[list[Event], int]] | None,
-                policy: BatchPolicy, result: ScanResult) -> None:
+                policy: BanPolicy, result: ScanResult) -> None:
     """Feed the candidate lines of a block of whole lines (ending in a newline)."""
     if parse is None:  # a custom rule without prefilter must see every line
         parts = str(body, "utf-8", "replace").split("\n")
@@ -185,5 +185,5 @@ def _scan_block(body: Buffer, parse: Callable[[Buffer], tuple[list[Event], int]]
         policy.lines += len(parts) - 1
         return
     events, lines = parse(body)
-    policy.feed_events(events, result.bans)  # matches counted, rejected lines as unmatched
+    count_events(policy, events, result.bans)  # matches counted, rejected lines as unmatched
     policy.lines += lines

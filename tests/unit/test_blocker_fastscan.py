@@ -288,10 +288,11 @@ def test_long_lines_and_no_newline_at_the_end_decide_alike(
 @pytest.mark.parametrize("seed", range(4))
 def test_batch_feeding_decides_like_count_through_compaction_and_pruning(
         seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """BatchPolicy.feed_events is BanPolicy.count inlined: compare them on a stream that
-    compacts, prunes, exempts logins, ignores, re-bans and goes back in time."""
+    """Counting a block at once (scan-log) decides like counting one event at a time (the
+    daemon) on a stream that compacts, prunes, exempts logins, ignores, re-bans and goes back
+    in time."""
     from mailopsd.blocker import policy as policy_mod
-    from mailopsd.blocker.batch import BatchPolicy
+    from mailopsd.blocker.batch import count_events
 
     monkeypatch.setattr(policy_mod, "COMPACT_AT", 300)
     monkeypatch.setattr(policy_mod, "PRUNE_MIN", 500)
@@ -309,10 +310,10 @@ def test_batch_feeding_decides_like_count_through_compaction_and_pruning(
         events.append((rule, None if rnd.random() < 0.02 else ip, t))
     live = BanPolicy(cfg, IgnoreList.from_config(cfg))
     want = [d for r, ip, w in events if ip is not None and (d := live.count(r, ip, w))]
-    batched = BatchPolicy(cfg, IgnoreList.from_config(cfg))
+    batched = BanPolicy(cfg, IgnoreList.from_config(cfg))
     got: list[object] = []
     for i in range(0, len(events), 997):
-        batched.feed_events(events[i:i + 997], got)  # type: ignore[arg-type]
+        count_events(batched, events[i:i + 997], got)  # type: ignore[arg-type]
     assert got == want and len(want) > 50
     assert batched.matches == live.matches and batched.ignored == live.ignored
     assert batched.exempted == live.exempted and batched.tracked() == live.tracked()
