@@ -329,3 +329,19 @@ def test_an_ignored_address_under_maxretry_1_is_counted_as_ignored_not_a_crash()
     assert policy.count("auth-failed", "192.0.2.7", T0) is None  # was a KeyError
     assert policy.ignored["auth-failed"] == 1
     assert policy.count("auth-failed", "198.51.100.7", T0) is not None
+
+
+def test_bad_arguments_and_a_failing_callback_raise_cleanly() -> None:
+    scan_c = fastpath._fastscan.scan
+    names, base = fastpath._NAMES, fastpath._minute_base
+    for block, keys in [(b"x\n", (b"x",)), (b"x\n", (b"a\nb",)), (b"ab", (b"ab",)),
+                        (b"x\n", (b"ab",) * 17)]:
+        with pytest.raises(ValueError):
+            scan_c(block, keys, (0,) * len(keys), (0,) * len(keys), names, base, None)
+
+    def broken(minute: str) -> float:
+        raise RuntimeError(minute)
+
+    line = b"2026-11-24 08:00:01 no host name found for IP address 198.51.100.7\n"
+    with pytest.raises(RuntimeError, match="2026-11-24 08:00"):
+        scan_c(line, (b"no host name found for IP address ",), (23,), (1,), names, broken, None)
