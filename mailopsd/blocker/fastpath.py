@@ -35,7 +35,8 @@ def _form(rule: str, pattern: str) -> tuple[str, str]:
 
 
 # keyword -> (rule, the regex of the whole line from its start); the keyword found the line.
-# Compiled on first use (_pattern): with the C extension scan-log never needs them.
+# Compiled on first use (_pattern): with the C extension scan-log never needs them. The order
+# is _fastscan.c's form numbers (F_NO_HOST = 1 ... F_ARRIVAL = 7): keep the two in step.
 FORMS: dict[str, tuple[str, str]] = {
     "no host name found for IP address ": _form(
         "no-rdns", r"no host name found for IP address (?P<ip>\S+)$"),
