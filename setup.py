@@ -14,7 +14,9 @@ packages = find_packages(include=["mailopsd", "mailopsd.*"])
 packages += ["mailopsd.jobs"] + [f"mailopsd.jobs.{p}" for p in find_packages("jobs")]
 
 fastscan = Extension(
-    "mailopsd.blocker._fastscan", sources=["mailopsd/blocker/_fastscan.c"],
+    "mailopsd.blocker._fastscan",
+    sources=["mailopsd/blocker/_fastscan.c", "mailopsd/blocker/fastscan_lines.c"],
+    depends=["mailopsd/blocker/fastscan_lines.h"],
     define_macros=[("_GNU_SOURCE", "1")],  # memmem, memrchr
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"])
 

@@ -50,7 +50,8 @@ def test_the_extension_compiles_without_warnings(tmp_path: Path) -> None:
         pytest.skip("no gcc or python3-dev")
     out = subprocess.run(
         [gcc, "-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE", "-fPIC", "-shared",
-         f"-I{include}", str(REPO / "mailopsd/blocker/_fastscan.c"), "-o",
+         f"-I{include}", str(REPO / "mailopsd/blocker/_fastscan.c"),
+         str(REPO / "mailopsd/blocker/fastscan_lines.c"), "-o",
          str(tmp_path / "x.so")], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
 
