@@ -21,4 +21,5 @@ fastscan = Extension(
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"])
 
 setup(packages=packages, package_dir={"mailopsd": "mailopsd", "mailopsd.jobs": "jobs"},
-      ext_modules=[fastscan])
+      ext_modules=[fastscan],
+      exclude_package_data={"": ["*.c", "*.h"]})  # the sources build the module, not ship
