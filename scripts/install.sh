@@ -26,6 +26,7 @@ PACKAGES=(
   python3-psycopg libdbd-pg-perl postgresql-15 postgresql-client-15
   # issue 15: build the .deb (debhelper/pybuild, man page) and boot a systemd container for tests
   debhelper dh-python pybuild-plugin-pyproject python3-build python3-installer python3-docutils lintian debootstrap systemd-container
+  python3-all-dev  # issue 12: the .deb builds scan-log's C extension (gcc, python3-dev above too)
   # issue 13: the missed-rotation tests run the real logrotate (Debian's exim4-base stanza)
   logrotate
   git  # tests/support/debpkg.py builds the .deb from the files git tracks

@@ -28,6 +28,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
+
+
+class _Lazy:
+    """A regex compiled on first use: a scan-log run (timed, start-up included) needs few of
+    them. After that ``match`` and ``fullmatch`` are the compiled pattern's own methods."""
+
+    match: Callable[..., re.Match[str] | None]
+    fullmatch: Callable[..., re.Match[str] | None]
+
+    def __init__(self, source: str, flags: int = 0) -> None:
+        self._args = (source, flags)
+
+    def __getattr__(self, name: str) -> Any:
+        pattern = re.compile(*self._args)
+        self.match, self.fullmatch = pattern.match, pattern.fullmatch
+        return getattr(pattern, name)
+
 
 # The client address as Exim prints it, with the parts that follow it on every host field.
 _NAME = r"(?:[^\s(]\S* )?"
@@ -49,33 +67,32 @@ _AFTER_NO_IP = r"(?: \(via inetd\))?\)\s*$"
 _AFTER_ARRIVAL = r"(?: TFO\*?)?(?= U=| Ci=| P=)"
 
 # Exim 4.99 writes host_and_ident(TRUE) here, i.e. "H=" before the host (4.96-4.98 do not)
-_AUTH_FAILED = re.compile(r"\S+ authenticator failed for (?:H=)?" + HOST + _AFTER_AUTH,
-                          re.ASCII)
-_RELAY = re.compile(r"(?: DS)?H=" + HOST + _AFTER_RELAY, re.ASCII)
-_SYNC_CONN = re.compile(
+_AUTH_FAILED = _Lazy(r"\S+ authenticator failed for (?:H=)?" + HOST + _AFTER_AUTH, re.ASCII)
+_RELAY = _Lazy(r"(?: DS)?H=" + HOST + _AFTER_RELAY, re.ASCII)
+_SYNC_CONN = _Lazy(
     r"SMTP protocol synchronization error \(input sent without waiting for greeting\): "
     r"rejected connection from (?: DS)?H=" + HOST + _AFTER_SYNC_CONN, re.ASCII)
-_SYNC_CMD_HEAD = re.compile(
+_SYNC_CMD_HEAD = _Lazy(
     r"SMTP protocol synchronization error \(next input sent too soon: pipelining was"
     r"(?: not)? advertised\): rejected \"", re.ASCII)
-_SYNC_CMD_HOST = re.compile(r"H=" + HOST + _AFTER_SYNC_CMD, re.ASCII)
-_NONMAIL = re.compile(r"SMTP call from " + HOST + _AFTER_NONMAIL, re.ASCII)
+_SYNC_CMD_HOST = _Lazy(r"H=" + HOST + _AFTER_SYNC_CMD, re.ASCII)
+_NONMAIL = _Lazy(r"SMTP call from " + HOST + _AFTER_NONMAIL, re.ASCII)
 # "no IP address found for host NAME (during SMTP connection[ Ci=id] from HOST[ I=...])": the
 # line ends with Exim's ")" right after the host, so no client text follows the address.
-_NO_IP = re.compile(
+_NO_IP = _Lazy(
     r"no IP address found for host \S+ \(during SMTP connection(?: Ci=\S+)? from "
     + HOST + _AFTER_NO_IP, re.ASCII)
 # "<= sender[ R=ref][ DS] H=host[ I=...][ TFO*][ U=ident][ Ci=id] P=proto ...". A sender with
 # a space or a quote could hold a fake host field: such arrivals are not read (no exemption).
-_ARRIVAL = re.compile(r"<= [^\s\"]+(?: R=\S+)?(?: DS)? H=" + HOST + _AFTER_ARRIVAL
+_ARRIVAL = _Lazy(r"<= [^\s\"]+(?: R=\S+)?(?: DS)? H=" + HOST + _AFTER_ARRIVAL
                       + r"(?P<rest> .*)$", re.ASCII)
-_FIXED_TAIL = re.compile(r"(?: Ci=\S+)? P=(?P<proto>\S+)", re.ASCII)
+_FIXED_TAIL = _Lazy(r"(?: Ci=\S+)? P=(?P<proto>\S+)", re.ASCII)
 # Exim's received_protocol for an authenticated SMTP client: esmtpa, esmtpsa (utf8 variants)
-_AUTHED_PROTO = re.compile(r"(?:utf8)?esmtps?a", re.ASCII)
+_AUTHED_PROTO = _Lazy(r"(?:utf8)?esmtps?a", re.ASCII)
 
 
-def _alt(after: str) -> re.Pattern[str]:
-    return re.compile(r"\) " + _ADDR + after, re.ASCII)
+def _alt(after: str) -> _Lazy:
+    return _Lazy(r"\) " + _ADDR + after, re.ASCII)
 
 
 _ALT_AUTH, _ALT_RELAY, _ALT_SYNC_CONN, _ALT_SYNC_CMD, _ALT_NONMAIL, _ALT_NO_IP, _ALT_ARRIVAL = (
@@ -86,7 +103,7 @@ _MAX_READINGS = 16  # more candidate readings than this on one line: treated as 
 Normalise = Callable[[str], "str | None"]
 
 
-def _unshifted(line: str, m: re.Match[str], norm: Normalise, alt: re.Pattern[str],
+def _unshifted(line: str, m: re.Match[str], norm: Normalise, alt: _Lazy,
                always: bool = False) -> str | None:
     """The address of a host-field match, or None if a junk HELO could have shifted it.
 

@@ -15,12 +15,12 @@ saved with the log position (``blocker.counts``). Not thread-safe: the caller se
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailopsd.blocker.batch import count_events
 from mailopsd.blocker.compact import CompactHits, Hit, ip_key
 from mailopsd.blocker.parse import LineParser, Match, line_time
 from mailopsd.blocker.rules import RuleSpec, rule_specs
@@ -113,79 +113,11 @@ class BanPolicy:
         return self.count(m.rule, m.ip, m.when)
 
     def count(self, rule: str, ip: str, when: float) -> BanDecision | None:
-        """``feed_match`` without a Match object (scan-log's inner loop)."""
-        if type(when) is not float:  # single hits are stored as bare floats
-            when = float(when)
-        if when > self._newest:
-            self._newest = when
-        matches = self.matches
-        matches[rule] = matches.get(rule, 0) + 1
-        last = self._last_match
-        if when > last.get(rule, _NEVER):
-            last[rule] = when
-        if rule == AUTHENTICATED:
-            if self._exempting:
-                if when > self._auth.get(ip, _NEVER):
-                    self._auth[ip] = when
-                # the no-rdns hits of this user's own earlier connections do not count either
-                if self._compact.n:
-                    self._uncompact(ip)
-                self._hits["no-rdns"].pop(ip, None)
-                if self._dirty is not None:
-                    self._dirty.add(ip)
-            return None
-        spec = self.rules.get(rule)
-        if spec is None:
-            return None
-        if ip in self._banned:
-            until = self._banned[ip]
-            if until is None or when < until:
-                return None  # already banned: one decision per ban
-            del self._banned[ip]
-        if rule == "no-rdns":
-            t = self._auth.get(ip)
-            if t is not None and when - t <= self.config.auth_exempt:
-                self.exempted += 1
-                return None
-        table = self._hits[rule]
-        old = table.get(ip)
-        if old is None and self._compact.n and self._uncompact(ip):
-            old = table.get(ip)
-        if self._dirty is not None:
-            self._dirty.add(ip)
-        if old is None:
-            if spec.maxretry > 1:
-                # most addresses are seen once: a bare float, not a list (memory bound)
-                table[ip] = when
-                self._tick()
-                return None
-            hits = [when]
-        else:
-            if type(old) is float:
-                hits = [old, when] if when >= old else [when, old]
-                table[ip] = hits
-            else:
-                hits = old  # type: ignore[assignment]
-                if when >= hits[-1]:
-                    hits.append(when)
-                else:  # lines from several Exim processes can be slightly out of order
-                    bisect.insort(hits, when)
-            # the window is (newest - findtime, newest]: a hit exactly findtime old is out
-            lo = hits[-1] - spec.findtime
-            drop = bisect.bisect_right(hits, lo)
-            drop = max(drop, len(hits) - spec.maxretry)
-            if drop > 0:
-                del hits[:drop]
-        if len(hits) >= spec.maxretry:
-            # the ignore list is consulted only here, at the threshold: a scan meets tens of
-            # thousands of one-off addresses, and an ignored one must only never be banned
-            if self.ignore.contains(ip):
-                self.ignored[rule] = self.ignored.get(rule, 0) + 1
-                del table[ip]
-                return None
-            return self._decide(ip, spec, hits)
-        self._tick()
-        return None
+        """``feed_match`` without a Match object: ``blocker.batch.count_events`` for one event
+        (the counting itself is written once, there, as scan-log's loop)."""
+        out: list[BanDecision] = []
+        count_events(self, ((rule, ip, when),), out)
+        return out[0] if out else None
 
     def _tick(self) -> None:
         self._since_prune += 1

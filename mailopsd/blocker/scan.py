@@ -1,25 +1,25 @@
 """``mailopsd scan-log``: run the blocker's rules and policy over a log file, change nothing.
 
-mailopsd's fail2ban-regex. For speed the file is read in large blocks, decoded once per block,
-and only lines holding one of the parser's prefilter keywords are parsed (found with
-``str.find``, a C search far faster than a Python loop over every line; the commonest forms
-read by ``blocker/fastpath.py``'s shortcut, the rest by the grammar). Parsing is split from
-counting: ``parse_block`` turns a block into events with no state, ``feed`` counts them into
-the policy in file order, so that a large file can be parsed half in a child process
-(``blocker/scanfork.py``). The decisions are exactly those that ``BanPolicy.feed_line`` would
-make line by line, as the unit tests check.
+mailopsd's fail2ban-regex. For speed the file is read in large blocks into one buffer, and only
+lines holding one of the parser's prefilter keywords are parsed: found and, in their commonest
+forms, read by the C extension ``blocker/_fastscan.c`` on the raw bytes, the rest by the grammar
+(``LineParser.fields``). Without the extension (or for keys it cannot take) each block is
+decoded once and searched with ``str.find``, the forms read by ``blocker/fastpath.py``, which is
+the C code's reference. Parsing is split from counting: a block becomes events with no state,
+``feed`` counts them into the policy in file order. The decisions are exactly those that
+``BanPolicy.feed_line`` would make line by line, as the unit tests check.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from mailopsd.blocker import scanfork
-from mailopsd.blocker.fastpath import read_block
+from mailopsd.blocker.batch import count_events
+from mailopsd.blocker.fastpath import Buffer, Event, c_parser, read_block
 from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.parse import LineParser
 from mailopsd.blocker.policy import BanDecision, BanPolicy
@@ -82,26 +82,11 @@ def scan_file(path: str, config: BlockerConfig, ignore: IgnoreList) -> ScanResul
     keys = None if kws is None else list(kws)
     t0 = time.perf_counter()
     f = _open(path)
-    half = None
+    parse = None if keys is None else block_parser(keys, policy.parser)
     try:
-        # a large plain file on two or more CPUs: a child process reads the second half while
-        # this one reads the first (mailopsd.blocker.scanfork); the policy counts both halves
-        # here, in file order
-        half = None if keys is None or f is sys.stdin.buffer else scanfork.start(
-            f, path, lambda body: parse_block(body, keys, policy.parser), blocks)
-        for body in blocks(f, path, None if half is None else half.start):
-            _scan_block(body, keys, policy, result)
-        if half is not None:
-            events, lines = half.collect()
-            if events is None:  # the child failed: read the second half here
-                f.seek(half.start)
-                for body in blocks(f, path, None):
-                    _scan_block(body, keys, policy, result)
-            else:
-                feed(events, lines, policy, result)
+        for body in blocks(f, path):
+            _scan_block(body, parse, policy, result)
     finally:
-        if half is not None:
-            half.close()
         if f is not sys.stdin.buffer:
             f.close()
     result.seconds = time.perf_counter() - t0
@@ -117,42 +102,62 @@ def scan_file(path: str, config: BlockerConfig, ignore: IgnoreList) -> ScanResul
     return result
 
 
-def blocks(f: IO[bytes], path: str, stop: int | None) -> Iterator[bytes]:
-    """The file's bytes up to ``stop`` (None: the end) in blocks of whole lines, each ending
-    in a newline; raises MailopsError if reading fails."""
-    carry = b""
-    left = -1 if stop is None else stop - f.tell()
-    while left != 0:
+def blocks(f: IO[bytes], path: str) -> Iterator[bytes | memoryview]:
+    """The file's bytes in blocks of whole lines, each ending in a newline; raises
+    MailopsError if reading fails.
+
+    Read into one reused buffer (no allocation, copy or page fault per block): a block is
+    valid only until the next one is asked for. A "line" without newline that fills
+    LINE_LIMIT is cut there, the end of the file gets a newline.
+    """
+    buf = bytearray(BLOCK + LINE_LIMIT)  # the carry is always shorter than LINE_LIMIT
+    view = memoryview(buf)
+    have = 0  # the carry: the start of a line continued by the next read, at buf[:have]
+    while True:
+        want, got = BLOCK, 0
         try:
-            data = f.read(BLOCK if left < 0 else min(BLOCK, left))
+            while got < want:  # as read(want) would: full unless the file ends
+                n = f.readinto(view[have + got:have + want])  # type: ignore[attr-defined]
+                if not n:
+                    break
+                got += n
         except (OSError, EOFError) as exc:  # e.g. a truncated .gz: report what was read
             raise MailopsError(f"reading {path} failed: {exc}") from None
-        if not data:
+        if not got:
             break
-        if left > 0:
-            left -= len(data)
-        buf = carry + data if carry else data
-        last = buf.rfind(b"\n")
-        if last < 0 and len(buf) < LINE_LIMIT:
-            carry = buf
+        total = have + got
+        last = buf.rfind(b"\n", 0, total)
+        if last < 0 and total < LINE_LIMIT:
+            have = total
             continue
-        cut = last + 1 if last >= 0 else len(buf)
-        body, carry = buf[:cut], buf[cut:]
-        yield body
-    if carry:
-        yield carry + b"\n"
+        cut = last + 1 if last >= 0 else total
+        yield view[:cut]
+        have = total - cut
+        buf[:have] = bytes(view[cut:total])  # copied: the two may overlap
+    if have:
+        yield bytes(view[:have]) + b"\n"
 
 
-# one event per candidate line, in order: (rule, address, when) for a match, (rule, None, 0.0)
-# for a line holding a rule's keyword that its pattern rejected
-Event = tuple[str, "str | None", float]
+def block_parser(keys: list[str], parser: LineParser
+                 ) -> Callable[[Buffer], tuple[list[Event], int]]:
+    """``parse_block`` for these keys: the C shortcut (``fastpath.c_parser``) where it is
+    built and takes them, else (and for a block it declines) the Python one."""
+    c = c_parser(keys, parser)
+    if c is None:
+        return lambda body: parse_block(body, keys, parser)
+
+    def parse(body: Buffer) -> tuple[list[Event], int]:
+        got = c(body)
+        return parse_block(body, keys, parser) if got is None else got
+
+    return parse
 
 
-def parse_block(body: bytes, keys: list[str], parser: LineParser) -> tuple[list[Event], int]:
+def parse_block(body: Buffer, keys: list[str], parser: LineParser) -> tuple[list[Event], int]:
     """The events of a block of whole lines and its number of lines (no policy: any process)."""
     # one decode per block: a newline byte is never part of a UTF-8 sequence, so each line
     # decodes exactly as it would alone
-    text = body.decode("utf-8", "replace")
+    text = str(body, "utf-8", "replace")
     # every line holding a keyword (str.find: a fast C search), read by the shortcut where
     # it can; the rest by the grammar
     done, slow = read_block(text, keys, parser)
@@ -168,28 +173,17 @@ def parse_block(body: bytes, keys: list[str], parser: LineParser) -> tuple[list[
     return events, text.count("\n")
 
 
-def feed(events: list[Event], lines: int, policy: BanPolicy, result: ScanResult) -> None:
-    """Count events in order: matches into the policy, rejected keyword lines as unmatched."""
-    count, unmatched, bans = policy.count, policy.unmatched, result.bans
-    for rule, ip, when in events:
-        if ip is None:
-            unmatched[rule] = unmatched.get(rule, 0) + 1
-            continue
-        decision = count(rule, ip, when)
-        if decision is not None:
-            bans.append(decision)
-    policy.lines += lines
-
-
-def _scan_block(body: bytes, keys: list[str] | None, policy: BanPolicy,
-                result: ScanResult) -> None:
+def _scan_block(body: Buffer, parse: Callable[[Buffer], tuple[list[Event], int]] | None,
+                policy: BanPolicy, result: ScanResult) -> None:
     """Feed the candidate lines of a block of whole lines (ending in a newline)."""
-    if keys is None:  # a custom rule without prefilter must see every line
-        parts = body.decode("utf-8", "replace").split("\n")
+    if parse is None:  # a custom rule without prefilter must see every line
+        parts = str(body, "utf-8", "replace").split("\n")
         for line in parts[:-1]:
             decision = policy.feed_candidate(line)
             if decision is not None:
                 result.bans.append(decision)
         policy.lines += len(parts) - 1
         return
-    feed(*parse_block(body, keys, policy.parser), policy, result)
+    events, lines = parse(body)
+    count_events(policy, events, result.bans)  # matches counted, rejected lines as unmatched
+    policy.lines += lines

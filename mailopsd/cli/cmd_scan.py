@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailopsd.cli.common import EXIT_OK, EXIT_USAGE, add_json_flag, print_json, print_table
+
+if TYPE_CHECKING:
+    import argparse
+
+# scan-log's flags as register() adds them (store_true, default False) -> their attribute
+FLAGS = {"--no-config": "no_config", "--no-ignore-self": "no_ignore_self",
+         "--print-matched": "print_matched", "--print-missed": "print_missed", "--json": "json"}
 
 
 def register(sub: Any) -> None:
@@ -31,6 +37,30 @@ def register(sub: Any) -> None:
                         "keyword that its pattern rejected, are marked)")
     add_json_flag(p)
     p.set_defaults(handler=cmd_scan_log)
+
+
+def plain_args(argv: list[str]) -> argparse.Namespace | None:
+    """``scan-log [FLAG...] FILE`` with only FLAGS and one file name not starting with "-":
+    the namespace argparse would give, without importing argparse (scan-log is timed start-up
+    included); None for anything else (help, errors, --config...), which argparse parses."""
+    from types import SimpleNamespace
+
+    if argv[:1] != ["scan-log"]:
+        return None
+    values = dict.fromkeys(FLAGS.values(), False)
+    files = []
+    for arg in argv[1:]:
+        if arg in FLAGS:
+            values[FLAGS[arg]] = True
+        elif arg.startswith("-"):
+            return None
+        else:
+            files.append(arg)
+    if len(files) != 1:
+        return None
+    return SimpleNamespace(  # type: ignore[return-value]
+        config=None, log_level=None, command="scan-log", file=files[0], **values,
+        handler=cmd_scan_log)
 
 
 def _config(args: argparse.Namespace) -> tuple[Any, str | None]:

@@ -1,16 +1,18 @@
 """Helpers every command uses: exit codes, loading config, output tables and JSON.
 
 Command modules import only argparse and this module at top level, so that
-``mailopsd --help`` stays fast; everything heavy is imported inside the handlers.
+``mailopsd --help`` stays fast; everything heavy is imported inside the handlers. This module
+imports argparse only to build parsers: ``mailopsd scan-log FILE`` runs without it.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -48,6 +50,8 @@ def setup_logging(cfg: Any, args: argparse.Namespace) -> None:
 
 def print_json(data: Any) -> None:
     """Print data as indented JSON on stdout."""
+    import json
+
     json.dump(data, sys.stdout, indent=2, default=str, sort_keys=False)
     sys.stdout.write("\n")
 
@@ -70,6 +74,8 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 def add_global_options(parser: argparse.ArgumentParser) -> None:
     """Accept --config and --log-level after a command name too (``mailopsd scan-log --config
     X FILE``), on every subcommand; SUPPRESS keeps a value given before the command."""
+    import argparse
+
     for action in parser._actions:
         if not isinstance(action, argparse._SubParsersAction):
             continue

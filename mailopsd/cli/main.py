@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mailopsd import __version__
 from mailopsd.cli.common import (
@@ -15,6 +15,9 @@ from mailopsd.cli.common import (
     EXIT_USAGE,
     add_global_options,
 )
+
+if TYPE_CHECKING:
+    import argparse
 
 # Each module has register(subparsers); handlers are set with set_defaults(handler=fn).
 COMMAND_MODULES = (
@@ -54,6 +57,8 @@ configuration: --config FILE, else $MAILOPSD_CONFIG, else /etc/mailopsd/mailopsd
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full argument parser (imports only the light command modules); ``only``: register
     just this command module."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="mailopsd", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,9 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         fast = fast_main(sys.argv[1:] if argv is None else argv)
         if fast is not None:
             return fast
-    first = (sys.argv[1:] if argv is None else argv)[:1]
-    parser = build_parser(ALONE.get(first[0]) if first else None)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = None
+    if words[:1] == ["scan-log"]:  # timed start-up included: no argparse for a plain command
+        from mailopsd.cli.cmd_scan import plain_args
+
+        args = plain_args(words)
+    if args is None:
+        parser = build_parser(ALONE.get(words[0]) if words else None)
+        args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -19,9 +19,11 @@ MAX_LINE = 64 * 1024
 
 def _lines(path: str) -> Iterator[bytes]:
     """The file's lines (``.gz`` too), each cut at MAX_LINE; raises MailopsError."""
-    import gzip
+    opener: Any = open
+    if path.endswith(".gz"):
+        import gzip
 
-    opener: Any = gzip.open if path.endswith(".gz") else open
+        opener = gzip.open
     try:
         with opener(path, "rb") as f:
             for raw in f:

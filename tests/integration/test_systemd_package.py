@@ -86,6 +86,9 @@ def test_package_layout_conffile_and_lintian(debs: dict[str, Path]) -> None:
                  "/usr/lib/python3/dist-packages/mailopsd/cli/cmd_reload.py"):
         assert path in names, f"{path} not in the package"
     assert not any(n.startswith("/usr/lib/python3/dist-packages/jobs") for n in names)
+    # scan-log's C extension, built for this architecture (Architecture: any)
+    assert any(n.startswith("/usr/lib/python3/dist-packages/mailopsd/blocker/_fastscan.")
+               and n.endswith(".so") for n in names), "no _fastscan extension in the package"
     conffiles = subprocess.run(["dpkg-deb", "-I", str(deb), "conffiles"], capture_output=True,
                                text=True, check=True, timeout=60).stdout.split()
     assert conffiles == ["/etc/mailopsd/mailopsd.toml"]

@@ -56,7 +56,9 @@ def build_deb(workdir: Path, version: str | None = None) -> Path:
     if result.returncode != 0:
         raise SupportError(f"dpkg-buildpackage failed:\n{result.stdout[-3000:]}\n"
                            f"{result.stderr[-3000:]}")
-    deb = workdir / f"mailopsd_{version}_all.deb"
-    if not deb.exists():
-        raise SupportError(f"dpkg-buildpackage made no {deb.name}: {sorted(workdir.iterdir())}")
-    return deb
+    # Architecture: any (scan-log's C extension): mailopsd_VERSION_amd64.deb and the like
+    debs = sorted(workdir.glob(f"mailopsd_{version}_*.deb"))
+    if len(debs) != 1:
+        raise SupportError(f"dpkg-buildpackage made no mailopsd_{version}_ARCH.deb: "
+                           f"{sorted(workdir.iterdir())}")
+    return debs[0]

@@ -76,3 +76,35 @@ def test_scan_log_imports_neither_psutil_nor_the_other_commands() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "0 ['mailopsd.cli.cmd_scan']"
+
+
+@pytest.mark.parametrize("argv", [
+    ["scan-log", "--no-config", "f"], ["scan-log", "f", "--json", "--print-missed"],
+    ["scan-log", "--no-ignore-self", "--print-matched", "--json", "--json", "f"],
+    ["scan-log", "scan-log"]])
+def test_a_plain_scan_log_command_line_parses_as_argparse_would_without_it(
+        argv: list[str]) -> None:
+    from mailopsd.cli.cmd_scan import plain_args
+
+    fast = plain_args(argv)
+    full = cli_main.build_parser().parse_args(argv)
+    assert fast is not None and vars(fast) == vars(full)
+
+
+@pytest.mark.parametrize("argv", [
+    ["scan-log"], ["scan-log", "a", "b"], ["scan-log", "-"], ["scan-log", "--no-conf", "f"],
+    ["scan-log", "--config", "c", "f"], ["scan-log", "--", "f"], ["scan-log", "-h"],
+    ["--config", "c", "scan-log", "f"], ["scan-log", "--json=1", "f"]])
+def test_anything_else_is_left_to_argparse(argv: list[str]) -> None:
+    from mailopsd.cli.cmd_scan import plain_args
+
+    assert plain_args(argv) is None
+
+
+def test_a_plain_scan_log_does_not_import_argparse() -> None:
+    code = ("import sys; from mailopsd.cli.main import main; "
+            "rc = main(['scan-log', '--no-config', '/dev/null']); "
+            "print(rc, 'argparse' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 False"

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from mailopsd.core.config.types import Duration
-from mailopsd.core.schedule import parse_cron
 
 
 def opt(default: Any = dataclasses.MISSING, *, key: str | None = None,
@@ -38,6 +37,8 @@ def non_negative(value: float) -> None:
 
 def cron(value: str) -> None:
     """Validator: a crontab expression with crontab's day-of-week meaning."""
+    from mailopsd.core.schedule import parse_cron  # checked on load, not imported for defaults
+
     parse_cron(value)
 
 

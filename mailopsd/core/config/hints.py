@@ -6,8 +6,6 @@ No Python repr ever reaches the admin: values are shown as they would be written
 from __future__ import annotations
 
 import datetime
-import difflib
-import json
 from collections.abc import Iterable
 
 # fail2ban's jail.conf words -> where mailopsd keeps the same idea. Looked up by the last
@@ -63,6 +61,8 @@ def show(value: object) -> str:
         number = float(value)
         return str(int(number)) if number.is_integer() else f"{number:g}"
     if isinstance(value, str):
+        import json  # only when reporting a problem: not on every command's start-up
+
         return json.dumps(str(value), ensure_ascii=False)
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
@@ -93,6 +93,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     for c in pool:
         if _norm(c) == _norm(word):
             return c
+    import difflib  # only when reporting a problem
+
     by_norm = {_norm(c): c for c in pool}
     close = difflib.get_close_matches(_norm(word), list(by_norm), n=1, cutoff=0.7)
     return by_norm[close[0]] if close else None

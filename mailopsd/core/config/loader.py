@@ -135,7 +135,7 @@ class _Builder:
                 return self._bad(dotted, tp, value)
             out = {}
             for k, v in value.items():
-                conv = self.convert(val_tp, v, f"{dotted}.{k}")
+                conv = self.convert(val_tp, v, dotted_key(dotted, k))  # quoted if not bare
                 if conv is not _MISSING:
                     out[k] = conv
             return _MISSING if len(out) != len(value) else types.MappingProxyType(out)

@@ -1,0 +1,301 @@
+/* scan-log's hot path in C: blocker/fastpath.py's read_block on the raw bytes of a block.
+ *
+ * scan(block, keys, offsets, forms, names, minute_base, aggregate) -> (events, slow, lines)
+ *
+ * block: bytes of whole lines, ending in "\n". keys: the parser's keywords (bytes, in the
+ * parser's order, 2+ bytes, no "\n"); offsets: per key, where its rare byte pair starts (the
+ * one-pass search looks for the pairs, then compares the keys); forms: per key, the fastpath
+ * form that reads a line found by it (0: none). Every line holding a key is one event, in file
+ * order, read with the form of the first key (in the keys' order) it holds, as read_block
+ * does: (rule, address, when) where the form decided it, else (None, start, end) and its
+ * index in ``slow``, for LineParser.fields. lines: the number of "\n" in the block.
+ *
+ * The lines are hostile: every read is bounds-checked against the line's end; a form answers
+ * only when it is sure to answer as fastpath.py's regex (the same reading, tried in the
+ * regex's order) and parse._normalise would; anything else (non-ASCII where a character count
+ * matters, "%", embedded IPv4, "::", unknown minutes) is left to Python.
+ */
+#include "fastscan_lines.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_KEYS 16
+
+typedef struct {
+    PyObject *names[F_COUNT]; /* borrowed rule names per form */
+    PyObject *minute_base;    /* minute text -> epoch or None (parse's cache) */
+    PyObject *aggregate;      /* None, or IPv6 address -> its /64 */
+    char minute[16];          /* the last minute asked and its answer */
+    PyObject *base;           /* owned; NULL: none asked yet */
+} Ctx;
+
+/* (rule, address, when) for a decided line; Py_None if undecided; NULL on a Python error */
+static PyObject *decide(Ctx *c, Line L, int form) {
+    int sec;
+    Py_ssize_t ip_s, ip_e;
+    if (form <= F_NONE || form >= F_COUNT || c->names[form] == NULL || !fs_stamp(L, &sec) ||
+        !fs_read_form(L, form, &ip_s, &ip_e))
+        Py_RETURN_NONE;
+    if (c->base == NULL || memcmp(c->minute, L.l, 16) != 0) {
+        PyObject *m = PyUnicode_DecodeASCII(L.l, 16, "strict");
+        if (m == NULL)
+            return NULL;
+        PyObject *b = PyObject_CallOneArg(c->minute_base, m);
+        Py_DECREF(m);
+        if (b == NULL)
+            return NULL;
+        Py_XSETREF(c->base, b);
+        memcpy(c->minute, L.l, 16);
+    }
+    if (c->base == Py_None)
+        Py_RETURN_NONE;
+    double base = PyFloat_AsDouble(c->base);
+    if (base == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyObject *ip = fs_normalise(L.l + ip_s, ip_e - ip_s);
+    if (ip == NULL)
+        Py_RETURN_NONE;
+    if (c->aggregate != Py_None && memchr(L.l + ip_s, ':', (size_t)(ip_e - ip_s)) != NULL) {
+        Py_SETREF(ip, PyObject_CallOneArg(c->aggregate, ip));
+        if (ip == NULL)
+            return NULL;
+    }
+    PyObject *when = PyFloat_FromDouble(base + (double)sec);
+    if (when == NULL) {
+        Py_DECREF(ip);
+        return NULL;
+    }
+    PyObject *ev = PyTuple_New(3);
+    if (ev == NULL) {
+        Py_DECREF(ip);
+        Py_DECREF(when);
+        return NULL;
+    }
+    Py_INCREF(c->names[form]);
+    PyTuple_SET_ITEM(ev, 0, c->names[form]);
+    PyTuple_SET_ITEM(ev, 1, ip);
+    PyTuple_SET_ITEM(ev, 2, when);
+    return ev;
+}
+
+/* -- finding the lines that hold a key: one pass over the block -------------------------- */
+
+typedef unsigned char v16 __attribute__((vector_size(16)));
+
+static v16 load16(const unsigned char *p) {
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static int any16(v16 v) {
+    uint64_t a, b;
+    memcpy(&a, &v, 8);
+    memcpy(&b, (const unsigned char *)&v + 8, 8);
+    return (a | b) != 0;
+}
+static v16 splat(unsigned char c) {
+    v16 v;
+    memset(&v, c, sizeof v);
+    return v;
+}
+
+typedef struct {
+    int nkeys;
+    const unsigned char *key[MAX_KEYS];
+    Py_ssize_t len[MAX_KEYS], off[MAX_KEYS];
+    int form[MAX_KEYS];
+    int npairs;
+    unsigned char pa[MAX_KEYS], pb[MAX_KEYS]; /* distinct byte pairs */
+    unsigned keys_of[MAX_KEYS];               /* pair -> mask of the keys it stands for */
+} Keys;
+
+typedef struct {
+    const unsigned char *b;
+    Py_ssize_t n;
+    Py_ssize_t s, e; /* the current line [s, e), e at its "\n"; e = -1: none */
+    unsigned mask;   /* keys seen in it */
+    PyObject *events, *slow;
+    Ctx *ctx;
+    const Keys *k;
+} Scan;
+
+/* the current line is complete: its event */
+static int flush(Scan *sc) {
+    if (sc->e < 0)
+        return 0;
+    int first = __builtin_ctz(sc->mask);
+    Line L = {(const char *)sc->b + sc->s, sc->e - sc->s};
+    PyObject *ev = decide(sc->ctx, L, sc->k->form[first]);
+    if (ev == NULL)
+        return -1;
+    if (ev == Py_None) {
+        Py_DECREF(ev);
+        PyObject *at = PyLong_FromSsize_t(PyList_GET_SIZE(sc->events));
+        ev = Py_BuildValue("(Onn)", Py_None, sc->s, sc->e);
+        if (at == NULL || ev == NULL || PyList_Append(sc->slow, at) < 0) {
+            Py_XDECREF(at);
+            Py_XDECREF(ev);
+            return -1;
+        }
+        Py_DECREF(at);
+    }
+    int rc = PyList_Append(sc->events, ev);
+    Py_DECREF(ev);
+    return rc;
+}
+
+/* the pair at q: record every key that really starts where it says */
+static int pair_hits(Scan *sc, Py_ssize_t q) {
+    const Keys *k = sc->k;
+    for (int p = 0; p < k->npairs; p++) {
+        if (sc->b[q] != k->pa[p] || sc->b[q + 1] != k->pb[p])
+            continue;
+        for (int i = 0; i < k->nkeys; i++) {
+            if (!(k->keys_of[p] >> i & 1u))
+                continue;
+            Py_ssize_t st = q - k->off[i];
+            if (st < 0 || k->len[i] > sc->n - st || memcmp(sc->b + st, k->key[i], (size_t)k->len[i]))
+                continue;
+            if (q >= sc->e) { /* a new line: flush the last one, find this one's ends */
+                Py_ssize_t lo = sc->e + 1;
+                if (flush(sc) < 0)
+                    return -1;
+                const unsigned char *nl = memrchr(sc->b + lo, '\n', (size_t)(q - lo));
+                sc->s = nl == NULL ? lo : nl - sc->b + 1;
+                nl = memchr(sc->b + q, '\n', (size_t)(sc->n - q));
+                sc->e = nl == NULL ? sc->n : nl - sc->b; /* the caller ends blocks in "\n" */
+                sc->mask = 0;
+            }
+            sc->mask |= 1u << i;
+        }
+    }
+    return 0;
+}
+
+static int find_lines(Scan *sc, Py_ssize_t *lines) {
+    const unsigned char *b = sc->b;
+    Py_ssize_t n = sc->n, q = 0, count = 0;
+    const Keys *k = sc->k;
+    v16 a[MAX_KEYS], z[MAX_KEYS], nlv = splat('\n'), acc = splat(0);
+    for (int p = 0; p < k->npairs; p++) {
+        a[p] = splat(k->pa[p]);
+        z[p] = splat(k->pb[p]);
+    }
+    int rounds = 0;
+    for (; q + 17 <= n; q += 16) {
+        v16 v0 = load16(b + q), v1 = load16(b + q + 1), m = splat(0);
+        acc -= (v16)(v0 == nlv); /* +1 per newline (a true lane is -1) */
+        for (int p = 0; p < k->npairs; p++)
+            m |= (v16)(v0 == a[p]) & (v16)(v1 == z[p]);
+        if (any16(m)) {
+            for (int j = 0; j < 16; j++)
+                if (m[j] && pair_hits(sc, q + j) < 0)
+                    return -1;
+        }
+        if (++rounds == 255) { /* before a lane's count can wrap */
+            for (int j = 0; j < 16; j++)
+                count += acc[j];
+            acc = splat(0);
+            rounds = 0;
+        }
+    }
+    for (int j = 0; j < 16; j++)
+        count += acc[j];
+    for (; q < n; q++) {
+        count += b[q] == '\n';
+        if (q + 1 < n && pair_hits(sc, q) < 0)
+            return -1;
+    }
+    *lines = count;
+    return flush(sc);
+}
+
+static int setup_keys(Keys *k, PyObject *keys, PyObject *offsets, PyObject *forms) {
+    Py_ssize_t nk = PyTuple_GET_SIZE(keys);
+    if (nk < 1 || nk > MAX_KEYS || PyTuple_GET_SIZE(offsets) != nk || PyTuple_GET_SIZE(forms) != nk) {
+        PyErr_SetString(PyExc_ValueError, "1 to 16 keys, one offset and one form each");
+        return -1;
+    }
+    k->nkeys = (int)nk;
+    k->npairs = 0;
+    for (int i = 0; i < k->nkeys; i++) {
+        PyObject *key = PyTuple_GET_ITEM(keys, i);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+            return -1;
+        }
+        k->key[i] = (const unsigned char *)PyBytes_AS_STRING(key);
+        k->len[i] = PyBytes_GET_SIZE(key);
+        k->off[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(offsets, i));
+        long form = PyLong_AsLong(PyTuple_GET_ITEM(forms, i));
+        if (PyErr_Occurred())
+            return -1;
+        if (k->len[i] < 2 || memchr(k->key[i], '\n', (size_t)k->len[i]) != NULL ||
+            k->off[i] < 0 || k->off[i] > k->len[i] - 2 || form < 0 || form >= F_COUNT) {
+            PyErr_SetString(PyExc_ValueError, "a key of 2+ bytes without newline, its pair in it");
+            return -1;
+        }
+        k->form[i] = (int)form;
+        unsigned char x = k->key[i][k->off[i]], y = k->key[i][k->off[i] + 1];
+        int p = 0;
+        while (p < k->npairs && !(k->pa[p] == x && k->pb[p] == y))
+            p++;
+        if (p == k->npairs) {
+            k->pa[p] = x;
+            k->pb[p] = y;
+            k->keys_of[p] = 0;
+            k->npairs++;
+        }
+        k->keys_of[p] |= 1u << i;
+    }
+    return 0;
+}
+
+static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer buf;
+    PyObject *keys, *offsets, *forms, *names, *result = NULL;
+    Ctx ctx = {0};
+    Keys k;
+    Py_ssize_t lines = 0;
+    if (!PyArg_ParseTuple(args, "y*O!O!O!O!OO", &buf, &PyTuple_Type, &keys, &PyTuple_Type,
+                          &offsets, &PyTuple_Type, &forms, &PyTuple_Type, &names,
+                          &ctx.minute_base, &ctx.aggregate))
+        return NULL;
+    Scan sc = {buf.buf, buf.len, 0, -1, 0, PyList_New(0), PyList_New(0), &ctx, &k};
+    if (sc.events == NULL || sc.slow == NULL || setup_keys(&k, keys, offsets, forms) < 0)
+        goto done;
+    if (PyTuple_GET_SIZE(names) != F_COUNT) {
+        PyErr_SetString(PyExc_ValueError, "one rule name (or None) per form");
+        goto done;
+    }
+    for (int f = 0; f < F_COUNT; f++) {
+        PyObject *name = PyTuple_GET_ITEM(names, f);
+        ctx.names[f] = PyUnicode_Check(name) ? name : NULL;
+    }
+    if (sc.n > 0 && sc.b[sc.n - 1] != '\n') {
+        PyErr_SetString(PyExc_ValueError, "a block ends in a newline");
+        goto done;
+    }
+    if (find_lines(&sc, &lines) == 0)
+        result = Py_BuildValue("(OOn)", sc.events, sc.slow, lines);
+done:
+    Py_XDECREF(sc.events);
+    Py_XDECREF(sc.slow);
+    Py_XDECREF(ctx.base);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS,
+     "scan(block, keys, offsets, forms, names, minute_base, aggregate) -> (events, slow, lines)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fastscan", "scan-log's hot path (see _fastscan.c)", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastscan(void) { return PyModule_Create(&module); }
