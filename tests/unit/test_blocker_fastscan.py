@@ -118,7 +118,7 @@ def _fast_line(rnd: random.Random) -> str:
         line = X.sync_pipelining(h, text(), text(), rnd.choice(["", " (12 bytes)", "..."]))
     elif kind == 0:
         driver = rnd.choice(["plain_server", "x" * rnd.randrange(50, 60)])
-        line = X.auth_failed(h, set_id=text(), driver=driver)
+        line = X.auth_failed(h, set_id=text(), driver=driver, flag=rnd.random() < 0.5)  # 4.99
     elif kind == 1:
         line = X.relay_denied(h, text(), text(), rnd.choice(["", ' X=TLS1.3 CV=no DN="x"']))
     elif kind == 2:
