@@ -291,9 +291,12 @@ class IptablesBackend(FirewallBackend):
                     removed.append(f"{fam}: jump INPUT -> {self.chain}")
                 if t.is_chain(self.chain):
                     n = sum(xt.scan_addresses(t, self.chain).values())
+                    # the set layout's bans are the set's members (counted below, per set)
+                    sets = sorted({str(xt.set_rule_of(r)) for r in xt.set_rules(t, self.chain)})
+                    via = "".join(f", the rule matching set {x}" for x in sets)
                     t.flush_entries(self.chain)
                     t.delete_chain(self.chain)
-                    removed.append(f"{fam}: chain {self.chain} ({n} ban rules)")
+                    removed.append(f"{fam}: chain {self.chain} ({n} ban rules{via})")
         removed += self._destroy_sets()
         return removed
 

@@ -82,7 +82,8 @@ def test_add_list_remove_flush_change_kernel_and_database_together(ns: Netns) ->
         finally:
             r = bans(ns, cfg, "flush")
         assert r.returncode == 0, r.stderr
-        assert "removed iptables: chain mailopsd (0 ban rules)" in r.stdout
+        assert ("removed iptables: chain mailopsd (0 ban rules, the rule matching set "
+                "mailopsd-v4)") in r.stdout
         assert "removed ipset: set mailopsd-v6 (0 bans)" in r.stdout
         assert chain(ns) == [] and chain(ns, v6=True) == []
         assert "mailopsd" not in ns.run(["ipset", "list", "-n"]).stdout
@@ -102,7 +103,8 @@ def test_flush_removes_both_backends_objects_and_lifts_bans(ns: Netns) -> None:
             r = bans(ns, nft, "flush")
         assert r.returncode == 0, r.stderr
         assert "removed nftables: table inet mailopsd (1 bans)" in r.stdout
-        assert "removed iptables: chain mailopsd (0 ban rules)" in r.stdout
+        assert ("removed iptables: chain mailopsd (0 ban rules, the rule matching set "
+                "mailopsd-v4)") in r.stdout
         assert "removed ipset: set mailopsd-v4 (1 bans)" in r.stdout
         assert "lifted 1 bans" in r.stdout
         assert "mailopsd" not in ns.run(["nft", "list", "ruleset"]).stdout
