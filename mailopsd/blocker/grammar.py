@@ -48,7 +48,7 @@ class _Lazy:
 
 
 # The client address as Exim prints it, with the parts that follow it on every host field.
-_NAME = r"(?:[^\s(]\S* )?"
+_NAME = r"(?:(?P<name>[^\s(]\S*) )?"
 _HELO = r"(?:(?P<helo>\(\S*\)) )?"
 _ADDR = r"\[(?P<ip>[^\]\s]+)\](?::\d+)?(?: I=\[[^\]\s]+\](?::\d+)?)?"
 HOST = _NAME + _HELO + _ADDR
@@ -111,12 +111,13 @@ def _unshifted(line: str, m: re.Match[str], norm: Normalise, alt: _Lazy,
     writes after the address; the real address then sits at a later ``) [``. Every later
     ``) [valid address]`` that ``alt`` (the rule's own continuation) accepts is another
     possible reading: all must agree. ``always``: check even when no HELO was read (the
-    reading itself may sit inside a junk HELO that did not parse).
+    reading itself may sit inside a junk HELO that did not parse). A "name" holding ")" is
+    checked too: it may be a HELO read as a name (Exim 4.99's "H=(helo) [ip]" once was).
     """
     ip = norm(m.group("ip"))
     if ip is None:
         return None
-    if m.group("helo") is None and not always:
+    if m.group("helo") is None and not always and ")" not in (m.group("name") or ""):
         return ip  # no HELO printed: nothing the client wrote precedes the address
     pos = m.end("helo") if m.group("helo") is not None else m.end("ip")
     i = line.find(") [", pos)
@@ -135,8 +136,7 @@ def _unshifted(line: str, m: re.Match[str], norm: Normalise, alt: _Lazy,
 def auth_failed(line: str, p: int, norm: Normalise) -> str | None:
     """``DRIVER authenticator failed for HOST: 535 ...`` (a 435/454 is the server's fault)."""
     m = _AUTH_FAILED.match(line, p)
-    # always: were "H=" ever read as part of a name, the HELO after it would go unchecked
-    return None if m is None else _unshifted(line, m, norm, _ALT_AUTH, always=True)
+    return None if m is None else _unshifted(line, m, norm, _ALT_AUTH)
 
 
 def relay_denied(line: str, p: int, norm: Normalise) -> str | None:
