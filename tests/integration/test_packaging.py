@@ -38,7 +38,7 @@ def test_wheel_maps_jobs_into_the_mailopsd_namespace(wheel: Path) -> None:
                 "housekeeping"):
         assert f"mailopsd/jobs/{job}.py" in names
     (entry,) = [n for n in names if n.endswith("entry_points.txt")]
-    assert "mailopsd = mailopsd.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "mailopsd = mailopsd.cli.main:run" in zipfile.ZipFile(wheel).read(entry).decode()
 
 
 def test_installed_wheel_runs_and_finds_its_jobs(wheel: Path, tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +110,30 @@ def test_a_plain_scan_log_does_not_import_argparse() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "0 False"
+
+
+def _console(argv: list[str], prelude: str = "") -> subprocess.CompletedProcess[str]:
+    """``mailopsd ARGV`` as the console script runs it (cli.main.run), output piped."""
+    code = (f"import sys; {prelude}sys.argv = ['mailopsd', *{argv!r}]; "
+            "from mailopsd.cli.main import run; run()")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_scan_log_ends_without_teardown_but_with_all_its_output(tmp_path: Path) -> None:
+    log = tmp_path / "mainlog"
+    log.write_text("".join(f"2026-12-01 10:00:{s:02d} no host name found for IP address "
+                           f"192.0.2.{s % 7}\n" for s in range(60)))
+    done = _console(["scan-log", "--no-config", "--json", str(log)],
+                    "import atexit; atexit.register(lambda: print('atexit ran')); ")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("}\natexit ran\n")  # the handler ran after scan-log's output
+    assert json.loads(done.stdout.removesuffix("atexit ran\n"))["lines"] == 60
+    # the exit codes are main()'s: a missing file is a usage error
+    missing = _console(["scan-log", "--no-config", str(tmp_path / "nope")])
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_other_commands_exit_through_the_interpreter() -> None:
+    done = _console(["--version"])
+    assert done.returncode == 0 and done.stdout.startswith("mailopsd ")
