@@ -1,6 +1,7 @@
 /* scan-log's hot path in C: blocker/fastpath.py's read_block on the raw bytes of a block.
  *
- * scan(block, keys, offsets, forms, names, minute_base, aggregate) -> (events, slow, lines)
+ * scan(block, keys, offsets, forms, names, minute_base, hour_base, aggregate)
+ *     -> (events, slow, lines)
  *
  * block: bytes of whole lines, ending in "\n". keys: the parser's keywords (bytes, in the
  * parser's order, 2+ bytes, no "\n"); offsets: per key, where its rare byte pair starts (the
@@ -25,10 +26,57 @@
 typedef struct {
     PyObject *names[F_COUNT]; /* borrowed rule names per form */
     PyObject *minute_base;    /* minute text -> epoch or None (parse's cache) */
+    PyObject *hour_base;      /* hour text -> epoch of its minute 0 if plain, else None */
     PyObject *aggregate;      /* None, or IPv6 address -> its /64 */
     char minute[16];          /* the last minute asked and its answer */
     PyObject *base;           /* owned; NULL: none asked yet */
+    char hour[13];            /* the last hour asked ("YYYY-MM-DD HH") and its answer */
+    int hour_asked, hour_plain;
+    double hour_epoch;
 } Ctx;
+
+/* The epoch of the line's minute (its stamp checked by fs_stamp): 1 and *base, 0 if Python
+ * has none (an invalid minute), -1 on a Python error. A plain hour (parse.plain_hour: one UTC
+ * offset in and around it) gives its minute m as start + 60 m, exactly parse's reading, with
+ * one call per hour; other hours ask minute_base per minute. */
+static int minute_epoch(Ctx *c, const char *stamp, double *base) {
+    if (!c->hour_asked || memcmp(c->hour, stamp, 13) != 0) {
+        PyObject *h = PyUnicode_DecodeASCII(stamp, 13, "strict");
+        if (h == NULL)
+            return -1;
+        PyObject *r = PyObject_CallOneArg(c->hour_base, h);
+        Py_DECREF(h);
+        if (r == NULL)
+            return -1;
+        c->hour_plain = r != Py_None;
+        c->hour_epoch = c->hour_plain ? PyFloat_AsDouble(r) : 0.0;
+        Py_DECREF(r);
+        if (c->hour_plain && c->hour_epoch == -1.0 && PyErr_Occurred())
+            return -1;
+        memcpy(c->hour, stamp, 13);
+        c->hour_asked = 1;
+    }
+    int mi = (stamp[14] - '0') * 10 + (stamp[15] - '0'); /* fs_stamp: two digits */
+    if (c->hour_plain && mi < 60) {
+        *base = c->hour_epoch + 60.0 * mi;
+        return 1;
+    }
+    if (c->base == NULL || memcmp(c->minute, stamp, 16) != 0) {
+        PyObject *m = PyUnicode_DecodeASCII(stamp, 16, "strict");
+        if (m == NULL)
+            return -1;
+        PyObject *b = PyObject_CallOneArg(c->minute_base, m);
+        Py_DECREF(m);
+        if (b == NULL)
+            return -1;
+        Py_XSETREF(c->base, b);
+        memcpy(c->minute, stamp, 16);
+    }
+    if (c->base == Py_None)
+        return 0;
+    *base = PyFloat_AsDouble(c->base);
+    return *base == -1.0 && PyErr_Occurred() ? -1 : 1;
+}
 
 /* (rule, address, when) for a decided line; Py_None if undecided; NULL on a Python error */
 static PyObject *decide(Ctx *c, Line L, int form) {
@@ -37,22 +85,12 @@ static PyObject *decide(Ctx *c, Line L, int form) {
     if (form <= F_NONE || form >= F_COUNT || c->names[form] == NULL || !fs_stamp(L, &sec) ||
         !fs_read_form(L, form, &ip_s, &ip_e))
         Py_RETURN_NONE;
-    if (c->base == NULL || memcmp(c->minute, L.l, 16) != 0) {
-        PyObject *m = PyUnicode_DecodeASCII(L.l, 16, "strict");
-        if (m == NULL)
-            return NULL;
-        PyObject *b = PyObject_CallOneArg(c->minute_base, m);
-        Py_DECREF(m);
-        if (b == NULL)
-            return NULL;
-        Py_XSETREF(c->base, b);
-        memcpy(c->minute, L.l, 16);
-    }
-    if (c->base == Py_None)
-        Py_RETURN_NONE;
-    double base = PyFloat_AsDouble(c->base);
-    if (base == -1.0 && PyErr_Occurred())
+    double base;
+    int got = minute_epoch(c, L.l, &base);
+    if (got < 0)
         return NULL;
+    if (got == 0)
+        Py_RETURN_NONE;
     PyObject *ip = fs_normalise(L.l + ip_s, ip_e - ip_s);
     if (ip == NULL)
         Py_RETURN_NONE;
@@ -258,9 +296,9 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
     Ctx ctx = {0};
     Keys k;
     Py_ssize_t lines = 0;
-    if (!PyArg_ParseTuple(args, "y*O!O!O!O!OO", &buf, &PyTuple_Type, &keys, &PyTuple_Type,
+    if (!PyArg_ParseTuple(args, "y*O!O!O!O!OOO", &buf, &PyTuple_Type, &keys, &PyTuple_Type,
                           &offsets, &PyTuple_Type, &forms, &PyTuple_Type, &names,
-                          &ctx.minute_base, &ctx.aggregate))
+                          &ctx.minute_base, &ctx.hour_base, &ctx.aggregate))
         return NULL;
     Scan sc = {buf.buf, buf.len, 0, -1, 0, PyList_New(0), PyList_New(0), &ctx, &k};
     if (sc.events == NULL || sc.slow == NULL || setup_keys(&k, keys, offsets, forms) < 0)
@@ -289,7 +327,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
-     "scan(block, keys, offsets, forms, names, minute_base, aggregate) -> (events, slow, lines)"},
+     "scan(block, keys, offsets, forms, names, minute_base, hour_base, aggregate)\n"
+     "-> (events, slow, lines)"},
     {NULL, NULL, 0, NULL},
 };
 

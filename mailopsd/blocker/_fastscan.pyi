@@ -6,6 +6,7 @@ def scan(
     block: bytes | memoryview, keys: tuple[bytes, ...], offsets: tuple[int, ...],
     forms: tuple[int, ...],
     names: tuple[str | None, ...], minute_base: Callable[[str], float | None],
+    hour_base: Callable[[str], float | None],
     aggregate: Callable[[str], str] | None,
 ) -> tuple[list[Any], list[int], int]: ...
 # events: (rule, address, when) decided, or (None, start, end) for the grammar (their indexes)

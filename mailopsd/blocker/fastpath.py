@@ -16,7 +16,14 @@ import re
 from collections.abc import Callable
 
 from mailopsd.blocker import grammar
-from mailopsd.blocker.parse import _LOCAL, LineParser, _minute_epoch, _normalise, aggregate_ip
+from mailopsd.blocker.parse import (
+    _LOCAL,
+    LineParser,
+    _minute_epoch,
+    _normalise,
+    aggregate_ip,
+    plain_hour,
+)
 from mailopsd.core.config.rule_names import AUTHENTICATED
 
 try:  # the same reading in C (_fastscan.c), on the raw bytes; this module is its reference
@@ -160,7 +167,8 @@ def c_parser(keys: list[str], parser: LineParser) -> BlockParser | None:
     def parse(body: Buffer) -> tuple[list[Event], int] | None:
         if body[-1:] != b"\n":
             return None
-        events, slow, lines = scan(body, bkeys, offsets, forms, _NAMES, _minute_base, aggregate)
+        events, slow, lines = scan(body, bkeys, offsets, forms, _NAMES, _minute_base, plain_hour,
+                                    aggregate)
         lost = False
         for i in slow:  # the lines the C shortcut left to the grammar
             _, s, e = events[i]

@@ -121,12 +121,32 @@ def _hour_start(hour: str, y: int, mo: int, d: int, h: int) -> float | None:
         return _HOURS[hour]
     except KeyError:
         pass
+    if len(_HOURS) > 20000:  # hostile lines could invent hours: bounded like _MINUTES
+        _HOURS.clear()
     t = time.mktime((y, mo, d, h, 0, 0, 0, 0, -1))
     here = time.localtime(t)
     plain = (here.tm_hour, here.tm_min) == (h, 0) and all(
         time.localtime(t + s).tm_gmtoff == here.tm_gmtoff for s in _AROUND)
     start = _HOURS[hour] = t if plain else None
     return start
+
+
+def plain_hour(hour: str) -> float | None:
+    """``_hour_start`` of a local "YYYY-MM-DD HH": the epoch of its minute 0 if the hour is
+    valid and plain, else None. The C scanner reads a plain hour's minute m as this + 60 m, as
+    ``_minute_epoch`` does, and asks only for the other hours' minutes one by one."""
+    try:
+        return _HOURS[hour]
+    except KeyError:
+        pass
+    if _MINUTE.fullmatch(hour + ":00") is None:
+        return None
+    y, mo, d, h = int(hour[0:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:13])
+    try:
+        datetime.date(y, mo, d)
+        return _hour_start(hour, y, mo, d, h) if h < 24 and y >= 1970 else None
+    except (ValueError, OverflowError):
+        return None
 
 
 def _minute_epoch(minute: str, zone: str | None) -> float | None:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 
 from mailopsd.blocker import fastpath, scan
 from mailopsd.blocker.ignore import IgnoreList
-from mailopsd.blocker.parse import LineParser
+from mailopsd.blocker.parse import LineParser, plain_hour
 from mailopsd.blocker.policy import BanPolicy
 from mailopsd.blocker.rules import rule_specs
 from mailopsd.blocker.scan import ScanResult, scan_file
@@ -338,11 +338,15 @@ def test_bad_arguments_and_a_failing_callback_raise_cleanly() -> None:
     for block, keys in [(b"x\n", (b"x",)), (b"x\n", (b"a\nb",)), (b"ab", (b"ab",)),
                         (b"x\n", (b"ab",) * 17)]:
         with pytest.raises(ValueError):
-            scan_c(block, keys, (0,) * len(keys), (0,) * len(keys), names, base, None)
+            scan_c(block, keys, (0,) * len(keys), (0,) * len(keys), names, base, plain_hour,
+                   None)
 
     def broken(minute: str) -> float:
         raise RuntimeError(minute)
 
     line = b"2026-11-24 08:00:01 no host name found for IP address 198.51.100.7\n"
-    with pytest.raises(RuntimeError, match="2026-11-24 08:00"):
-        scan_c(line, (b"no host name found for IP address ",), (23,), (1,), names, broken, None)
+    key = (b"no host name found for IP address ",)
+    with pytest.raises(RuntimeError, match=r"^2026-11-24 08$"):  # the hour first
+        scan_c(line, key, (23,), (1,), names, base, broken, None)
+    with pytest.raises(RuntimeError, match=r"^2026-11-24 08:00$"):  # then its minute
+        scan_c(line, key, (23,), (1,), names, broken, lambda hour: None, None)

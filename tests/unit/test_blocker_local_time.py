@@ -9,7 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from mailopsd.blocker import parse
+from mailopsd.blocker import fastpath, parse, scan
+from mailopsd.blocker.ignore import IgnoreList
+from mailopsd.blocker.policy import BanPolicy
+from mailopsd.core.config import parse_config
 
 # zones with a change of 1 h (both hemispheres), 30 min (Lord Howe), 2 h (Troll), none
 ZONES = ("Europe/Berlin", "America/New_York", "Australia/Sydney", "Australia/Lord_Howe",
@@ -119,3 +122,28 @@ def test_every_hour_of_a_year_is_read_exactly(zone: str) -> None:
                 text = f"{y:04d}-{mo:02d}-{d:02d} {h:02d}:{mi:02d}"
                 assert parse._minute_epoch(text, None) == want, text
         t += 3600
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "Australia/Lord_Howe"], indirect=True)
+def test_the_c_scanner_reads_minutes_around_zone_changes_as_python_does(zone: str) -> None:
+    parser = BanPolicy(parse_config({}).blocker, IgnoreList(())).parser
+    keys = list(parser.keywords or ())
+    c = fastpath.c_parser(keys, parser)
+    if c is None:
+        pytest.skip("the C extension is not built")
+    lines = []
+    for change in _changes(2026):
+        for k in range(-200, 200):  # every minute from 3 h before to 3 h after, + junk hours
+            lt = time.localtime(change + 60 * k)
+            lines.append(f"{lt.tm_year:04d}-{lt.tm_mon:02d}-{lt.tm_mday:02d} {lt.tm_hour:02d}:"
+                         f"{lt.tm_min:02d}:07 no host name found for IP address 192.0.2.{k % 250}")
+    lines += ["2026-02-30 10:00:00 no host name found for IP address 192.0.2.1",
+              "2026-03-29 02:30:00 no host name found for IP address 192.0.2.2",
+              "2026-12-07 24:00:00 no host name found for IP address 192.0.2.3",
+              "2026-12-07 10:99:00 no host name found for IP address 192.0.2.4"]
+    body = ("\n".join(lines) + "\n").encode()
+    _clear()
+    from_c = c(body)
+    _clear()
+    assert from_c == scan.parse_block(body, keys, parser)
+    assert len(from_c[0]) >= 400 * len(_changes(2026))
