@@ -119,24 +119,26 @@ static PyObject *decide(Ctx *c, Line L, int form) {
 
 /* -- finding the lines that hold a key: one pass over the block -------------------------- */
 
-typedef unsigned char v16 __attribute__((vector_size(16)));
+/* 32 bytes a step (GCC's vector extension: two SSE2 operations each where AVX2 is missing);
+ * on x86-64 GCC also builds an AVX2 copy of the search, chosen when the module is loaded */
+#define VW 32
+typedef unsigned char vec __attribute__((vector_size(VW)));
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SEARCH_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SEARCH_CLONES
+#endif
 
-static v16 load16(const unsigned char *p) {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
+/* (by pointer: passing a 32-byte vector by value has no fixed ABI without AVX) */
+static inline void loadv(vec *v, const unsigned char *p) { memcpy(v, p, sizeof *v); }
+static inline int anyv(const vec *v) {
+    uint64_t w[VW / 8], o = 0;
+    memcpy(w, v, sizeof w);
+    for (int i = 0; i < VW / 8; i++)
+        o |= w[i];
+    return o != 0;
 }
-static int any16(v16 v) {
-    uint64_t a, b;
-    memcpy(&a, &v, 8);
-    memcpy(&b, (const unsigned char *)&v + 8, 8);
-    return (a | b) != 0;
-}
-static v16 splat(unsigned char c) {
-    v16 v;
-    memset(&v, c, sizeof v);
-    return v;
-}
+static inline void splat(vec *v, unsigned char c) { memset(v, c, sizeof *v); }
 
 typedef struct {
     int nkeys;
@@ -211,34 +213,50 @@ static int pair_hits(Scan *sc, Py_ssize_t q) {
     return 0;
 }
 
-static int find_lines(Scan *sc, Py_ssize_t *lines) {
+SEARCH_CLONES static int find_lines(Scan *sc, Py_ssize_t *lines) {
     const unsigned char *b = sc->b;
     Py_ssize_t n = sc->n, q = 0, count = 0;
     const Keys *k = sc->k;
-    v16 a[MAX_KEYS], z[MAX_KEYS], nlv = splat('\n'), acc = splat(0);
+    vec a[MAX_KEYS], z[MAX_KEYS], nlv, acc, zero;
+    splat(&nlv, '\n');
+    splat(&zero, 0);
+    acc = zero;
     for (int p = 0; p < k->npairs; p++) {
-        a[p] = splat(k->pa[p]);
-        z[p] = splat(k->pb[p]);
+        splat(&a[p], k->pa[p]);
+        splat(&z[p], k->pb[p]);
     }
     int rounds = 0;
-    for (; q + 17 <= n; q += 16) {
-        v16 v0 = load16(b + q), v1 = load16(b + q + 1), m = splat(0);
-        acc -= (v16)(v0 == nlv); /* +1 per newline (a true lane is -1) */
+    for (; q + VW + 1 <= n; q += VW) {
+        vec v0, v1, m = zero;
+        loadv(&v0, b + q);
+        loadv(&v1, b + q + 1);
+        acc -= (vec)(v0 == nlv); /* +1 per newline (a true lane is -1) */
         for (int p = 0; p < k->npairs; p++)
-            m |= (v16)(v0 == a[p]) & (v16)(v1 == z[p]);
-        if (any16(m)) {
-            for (int j = 0; j < 16; j++)
-                if (m[j] && pair_hits(sc, q + j) < 0)
-                    return -1;
+            m |= (vec)(v0 == a[p]) & (vec)(v1 == z[p]);
+        if (anyv(&m)) { /* each lane is 0 or 0xff: visit the set ones in order, 8 a word */
+            uint64_t w[VW / 8];
+            memcpy(w, &m, sizeof w);
+            for (int i = 0; i < VW / 8; i++)
+                for (uint64_t x = w[i]; x != 0;) {
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+                    int lane = __builtin_clzll(x) / 8; /* the word's first byte is its top */
+                    x &= ~(0xffULL << (56 - lane * 8));
+#else
+                    int lane = __builtin_ctzll(x) / 8;
+                    x &= ~(0xffULL << (lane * 8));
+#endif
+                    if (pair_hits(sc, q + i * 8 + lane) < 0)
+                        return -1;
+                }
         }
         if (++rounds == 255) { /* before a lane's count can wrap */
-            for (int j = 0; j < 16; j++)
+            for (int j = 0; j < VW; j++)
                 count += acc[j];
-            acc = splat(0);
+            acc = zero;
             rounds = 0;
         }
     }
-    for (int j = 0; j < 16; j++)
+    for (int j = 0; j < VW; j++)
         count += acc[j];
     for (; q < n; q++) {
         count += b[q] == '\n';

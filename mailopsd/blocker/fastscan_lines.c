@@ -163,12 +163,16 @@ static Py_ssize_t host_at(Line L, Py_ssize_t p, int form, Py_ssize_t *helo_end, 
 }
 
 static Py_ssize_t find(Line L, Py_ssize_t from, Py_ssize_t to, const char *lit, size_t k) {
-    /* lines are short and the hits few: a plain loop beats memmem's set-up */
+    /* lines are short and the literals' first bytes rare: memchr, then compare */
     if (from < 0 || to > L.n || from >= to || (size_t)(to - from) < k)
         return -1;
-    for (Py_ssize_t i = from; i <= to - (Py_ssize_t)k; i++)
-        if (L.l[i] == lit[0] && memcmp(L.l + i, lit, k) == 0)
-            return i;
+    const char *p = L.l + from, *last = L.l + to - k; /* the last place a match can start */
+    while ((p = memchr(p, lit[0], (size_t)(last - p) + 1)) != NULL) {
+        if (memcmp(p, lit, k) == 0)
+            return p - L.l;
+        if (p++ == last)
+            break;
+    }
     return -1;
 }
 #define FIND(L, from, to, lit) find(L, from, to, lit, sizeof(lit) - 1)
