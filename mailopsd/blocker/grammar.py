@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Lazy:

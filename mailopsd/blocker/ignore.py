@@ -6,8 +6,8 @@ import bisect
 import ipaddress
 import socket
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
 if TYPE_CHECKING:
     from mailopsd.core.config.schema_blocker import BlockerConfig
 

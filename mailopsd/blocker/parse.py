@@ -12,7 +12,6 @@ no zone is logged), so replays count exactly like live lines.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import ipaddress
 import re
@@ -143,10 +142,19 @@ def plain_hour(hour: str) -> float | None:
         return None
     y, mo, d, h = int(hour[0:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:13])
     try:
-        datetime.date(y, mo, d)
-        return _hour_start(hour, y, mo, d, h) if h < 24 and y >= 1970 else None
+        return _hour_start(hour, y, mo, d, h) if _is_date(y, mo, d) and h < 24 and y >= 1970 \
+            else None
     except (ValueError, OverflowError):
         return None
+
+
+_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _is_date(y: int, mo: int, d: int) -> bool:
+    """A real day of the Gregorian calendar (datetime.date's check, e.g. no 2026-02-30)."""
+    leap = mo == 2 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    return 1 <= y <= 9999 and 1 <= mo <= 12 and 1 <= d <= _DAYS[mo - 1] + leap
 
 
 def _minute_epoch(minute: str, zone: str | None) -> float | None:
@@ -169,14 +177,15 @@ def _convert_minute(minute: str, zone: str | None) -> float | None:
     try:
         y, mo, d = int(minute[0:4]), int(minute[5:7]), int(minute[8:10])
         h, mi = int(minute[11:13]), int(minute[14:16])
-        datetime.date(y, mo, d)  # ValueError for 2026-02-30 and friends
-        if not (h < 24 and mi < 60 and y >= 1970):
+        if not (_is_date(y, mo, d) and h < 24 and mi < 60 and y >= 1970):
             value = None
         elif zone is None:
             start = _hour_start(minute[:13], y, mo, d, h)
             value = time.mktime((y, mo, d, h, mi, 0, 0, 0, -1)) if start is None \
                 else start + 60 * mi
         else:
+            import datetime  # zoned stamps (+log_timezone) only: not on scan-log's start-up
+
             offset = (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60) * (-1 if zone[0] == "-" else 1)
             utc = datetime.datetime(y, mo, d, h, mi, tzinfo=datetime.UTC)
             value = utc.timestamp() - offset

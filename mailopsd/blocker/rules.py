@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from mailopsd.core.config.rule_names import BUILTIN_RULES, CUSTOM_DEFAULTS, RuleDefaults
 
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
 if TYPE_CHECKING:
     from mailopsd.core.config.schema_blocker import BlockerConfig
 

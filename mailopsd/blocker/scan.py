@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
 
 from mailopsd.blocker.batch import count_events
 from mailopsd.blocker.fastpath import Buffer, Event, c_parser, read_block
@@ -26,6 +25,10 @@ from mailopsd.blocker.policy import BanDecision, BanPolicy
 from mailopsd.core.config.rule_names import AUTHENTICATED
 from mailopsd.core.config.schema_blocker import BlockerConfig
 from mailopsd.core.errors import MailopsError
+
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 BLOCK = 1024 * 1024
 LINE_LIMIT = 1024 * 1024  # a "line" without newline this long is processed as it is

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from mailopsd.cli.common import EXIT_OK, EXIT_USAGE, add_json_flag, print_json, print_table
 
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 # scan-log's flags as register() adds them (store_true, default False) -> their attribute
 FLAGS = {"--no-config": "no_config", "--no-ignore-self": "no_ignore_self",

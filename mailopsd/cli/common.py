@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from mailopsd import __version__
 from mailopsd.cli.common import (
@@ -16,6 +15,7 @@ from mailopsd.cli.common import (
     add_global_options,
 )
 
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
 if TYPE_CHECKING:
     import argparse
 

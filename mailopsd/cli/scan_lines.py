@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from mailopsd.core.errors import MailopsError
+
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIM_LINE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[ .]", re.ASCII)
 SAMPLE = 1000

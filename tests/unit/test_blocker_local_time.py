@@ -147,3 +147,17 @@ def test_the_c_scanner_reads_minutes_around_zone_changes_as_python_does(zone: st
     _clear()
     assert from_c == scan.parse_block(body, keys, parser)
     assert len(from_c[0]) >= 400 * len(_changes(2026))
+
+
+def test_the_date_check_is_datetimes() -> None:
+    import datetime
+
+    for y in (1970, 1999, 2000, 2024, 2026, 2100, 2400, 9999):
+        for mo in range(0, 14):
+            for d in range(0, 33):
+                try:
+                    datetime.date(y, mo, d)
+                    real = True
+                except ValueError:
+                    real = False
+                assert parse._is_date(y, mo, d) == real, (y, mo, d)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 from mailopsd.core.config import load_config, parse_config
 from mailopsd.core.config.dump import to_data
-from mailopsd.core.config.loader import toml_key
+from mailopsd.core.config.loader import toml_key, type_hints
 from mailopsd.core.config.rule_names import BUILTIN_RULES
 from mailopsd.core.config.schema import Config
 
@@ -22,7 +22,7 @@ STARTER = REPO / "etc" / "mailopsd.toml"
 def schema_keys(cls: type, prefix: str = "") -> list[str]:
     """Every dotted key of the schema (tables of tables such as blocker.rules excluded)."""
     keys = []
-    hints = get_type_hints(cls)
+    hints = type_hints(cls)
     for f in dataclasses.fields(cls):
         dotted = f"{prefix}.{toml_key(f)}" if prefix else toml_key(f)
         tp = hints[f.name]

@@ -7,9 +7,11 @@ The names below are loaded on first use (PEP 562), so that importing one schema 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from mailopsd.core.config.loader import (
         DEFAULT_CONFIG_PATH,
         config_path_from,

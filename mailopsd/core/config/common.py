@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 from mailopsd.core.config.types import Duration
+
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def opt(default: Any = dataclasses.MISSING, *, key: str | None = None,

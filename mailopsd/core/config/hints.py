@@ -5,7 +5,6 @@ No Python repr ever reaches the admin: values are shown as they would be written
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterable
 
 # fail2ban's jail.conf words -> where mailopsd keeps the same idea. Looked up by the last
@@ -64,6 +63,8 @@ def show(value: object) -> str:
         import json  # only when reporting a problem: not on every command's start-up
 
         return json.dumps(str(value), ensure_ascii=False)
+    import datetime  # only when reporting a problem: not on scan-log's start-up
+
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, list | tuple):

@@ -22,6 +22,15 @@ from mailopsd.core.errors import ConfigError, ConfigProblem
 
 DEFAULT_CONFIG_PATH = "/etc/mailopsd/mailopsd.toml"
 T = TypeVar("T")
+_TYPING_NAMES = {"Any": Any, "Literal": Literal}
+
+
+def type_hints(cls: type) -> dict[str, Any]:
+    """The field types of a schema dataclass. The schema modules import typing's names only for
+    type checkers (scan-log's start-up does not import typing): they resolve here."""
+    return get_type_hints(cls, localns=_TYPING_NAMES)
+
+
 _MISSING = object()
 
 
@@ -67,7 +76,7 @@ class _Builder:
         if not isinstance(data, dict):
             self.problem(prefix, f"expected a table, got {kind(data)} {show(data)}")
             return None
-        hints = get_type_hints(cls)
+        hints = type_hints(cls)
         known = {toml_key(f): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         for key in data:
             if key not in known:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
 
 from mailopsd.core.config.common import opt, positive
 from mailopsd.core.config.types import Duration
+
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
+if TYPE_CHECKING:
+    from typing import Literal
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,27}$")
 
