@@ -316,6 +316,54 @@ int fs_read_form(Line L, int form, Py_ssize_t *ip_s, Py_ssize_t *ip_e) {
     return 1;
 }
 
+/* glibc's inet_ntop(AF_INET6) (RFC 5952: lowercase hex without leading zeros, the first
+ * longest run of two or more zero groups as "::") without its sprintf per group; -1 where it
+ * would write an IPv4 tail (embedded, v4-mapped) or "::", which parse._normalise leaves to
+ * ipaddress. Returns the length written to out (at most 39 characters). */
+static Py_ssize_t ntop6(const unsigned char *b, char *out) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned w[8];
+    int best = -1, best_len = 0, cur = -1;
+    for (int i = 0; i < 8; i++) {
+        w[i] = (unsigned)b[2 * i] << 8 | b[2 * i + 1];
+        if (w[i] == 0) {
+            if (cur < 0)
+                cur = i;
+            if (i - cur + 1 > best_len) { /* strictly longer: the first longest run wins */
+                best = cur;
+                best_len = i - cur + 1;
+            }
+        } else {
+            cur = -1;
+        }
+    }
+    if (best_len < 2)
+        best = -1;
+    if (best == 0 && (best_len == 8 || best_len == 6 || (best_len == 5 && w[5] == 0xffff)))
+        return -1;
+    char *p = out;
+    for (int i = 0; i < 8; i++) {
+        if (best >= 0 && i >= best && i < best + best_len) {
+            if (i == best)
+                *p++ = ':';
+            continue;
+        }
+        if (i != 0)
+            *p++ = ':';
+        int started = 0;
+        for (int shift = 12; shift >= 0; shift -= 4) {
+            unsigned d = w[i] >> shift & 0xf;
+            if (d || started || shift == 0) {
+                *p++ = hex[d];
+                started = 1;
+            }
+        }
+    }
+    if (best >= 0 && best + best_len == 8)
+        *p++ = ':';
+    return p - out;
+}
+
 /* parse._normalise where it is sure: the canonical text, or NULL (Python decides) */
 PyObject *fs_normalise(const char *s, Py_ssize_t n) {
     char raw[IP_MAX + 1], out[INET6_ADDRSTRLEN];
@@ -337,9 +385,10 @@ PyObject *fs_normalise(const char *s, Py_ssize_t n) {
             return NULL;
         return PyUnicode_FromStringAndSize(raw, n);
     }
-    if (inet_pton(AF_INET6, raw, bin) != 1 || inet_ntop(AF_INET6, bin, out, sizeof out) == NULL)
+    if (inet_pton(AF_INET6, raw, bin) != 1)
         return NULL;
-    if (strchr(out, '.') != NULL || strcmp(out, "::") == 0)
+    Py_ssize_t k = ntop6(bin, out);
+    if (k < 0)
         return NULL; /* v4-mapped, embedded IPv4, unspecified: ipaddress's reading */
-    return PyUnicode_FromString(out);
+    return PyUnicode_FromStringAndSize(out, k);
 }

@@ -168,6 +168,27 @@ def test_generated_hostile_blocks_give_the_same_events_in_c_and_python(
     _compare(body, DEFAULT if rnd.random() < 0.6 else _parser(rnd))
 
 
+def _v6_text(rnd: random.Random) -> str:
+    """An IPv6 address with runs of zero groups (ties, v4-mapped, ::, ::1 ...), written in one
+    of the ways a log could hold it: compressed or not, upper case, leading zeros."""
+    words = [rnd.choice((0, 0, 0, 1, 0xFFFF, rnd.randrange(1 << 16))) for _ in range(8)]
+    if rnd.random() < 0.2:
+        words[:5] = [0] * 5
+        words[5] = rnd.choice((0, 0xFFFF))
+    full = ":".join(f"{w:04x}" if rnd.random() < 0.3 else f"{w:x}" for w in words)
+    import ipaddress
+
+    text = str(ipaddress.IPv6Address(full)) if rnd.random() < 0.5 else full
+    return text.upper() if rnd.random() < 0.2 else text
+
+
+def test_ipv6_addresses_are_written_as_glibc_and_ipaddress_would() -> None:
+    rnd = random.Random(5952)
+    lines = [f"2026-11-24 08:00:01 no host name found for IP address {_v6_text(rnd)}"
+             for _ in range(20_000)]
+    _compare(("\n".join(lines) + "\n").encode(), DEFAULT)
+
+
 PIPELINING = ("SMTP protocol synchronization error (next input sent too soon: pipelining was "
               "not advertised): rejected \"MAIL FROM:<a@b>\" ")
 
