@@ -119,15 +119,10 @@ static PyObject *decide(Ctx *c, Line L, int form) {
 
 /* -- finding the lines that hold a key: one pass over the block -------------------------- */
 
-/* 32 bytes a step (GCC's vector extension: two SSE2 operations each where AVX2 is missing);
- * on x86-64 GCC also builds an AVX2 copy of the search, chosen when the module is loaded */
+/* The portable search: 32 bytes a step with GCC's vector extension (SSE2 on any x86-64, NEON
+ * ...). x86-64 machines with AVX2 use find_lines_avx2 below instead, chosen at import. */
 #define VW 32
 typedef unsigned char vec __attribute__((vector_size(VW)));
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SEARCH_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define SEARCH_CLONES
-#endif
 
 /* (by pointer: passing a 32-byte vector by value has no fixed ABI without AVX) */
 static inline void loadv(vec *v, const unsigned char *p) { memcpy(v, p, sizeof *v); }
@@ -213,7 +208,18 @@ static int pair_hits(Scan *sc, Py_ssize_t q) {
     return 0;
 }
 
-SEARCH_CLONES static int find_lines(Scan *sc, Py_ssize_t *lines) {
+/* the bytes after the last whole step: one at a time */
+static int search_tail(Scan *sc, Py_ssize_t q, Py_ssize_t count, Py_ssize_t *lines) {
+    for (; q < sc->n; q++) {
+        count += sc->b[q] == '\n';
+        if (q + 1 < sc->n && pair_hits(sc, q) < 0)
+            return -1;
+    }
+    *lines = count;
+    return flush(sc);
+}
+
+static int find_lines(Scan *sc, Py_ssize_t *lines) {
     const unsigned char *b = sc->b;
     Py_ssize_t n = sc->n, q = 0, count = 0;
     const Keys *k = sc->k;
@@ -258,14 +264,40 @@ SEARCH_CLONES static int find_lines(Scan *sc, Py_ssize_t *lines) {
     }
     for (int j = 0; j < VW; j++)
         count += acc[j];
-    for (; q < n; q++) {
-        count += b[q] == '\n';
-        if (q + 1 < n && pair_hits(sc, q) < 0)
-            return -1;
-    }
-    *lines = count;
-    return flush(sc);
+    return search_tail(sc, q, count, lines);
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX2_SEARCH 1
+/* find_lines with AVX2 intrinsics: a 32-bit mask per step (movemask) instead of the vector
+ * extension's lane-by-lane reduction: the set bits are the pairs, visited in order */
+__attribute__((target("avx2,popcnt"))) static int find_lines_avx2(Scan *sc, Py_ssize_t *lines) {
+    const unsigned char *b = sc->b;
+    Py_ssize_t n = sc->n, q = 0, count = 0;
+    const Keys *k = sc->k;
+    __m256i a[MAX_KEYS], z[MAX_KEYS], nl = _mm256_set1_epi8('\n');
+    for (int p = 0; p < k->npairs; p++) {
+        a[p] = _mm256_set1_epi8((char)k->pa[p]);
+        z[p] = _mm256_set1_epi8((char)k->pb[p]);
+    }
+    for (; q + 33 <= n; q += 32) {
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(b + q));
+        __m256i v1 = _mm256_loadu_si256((const __m256i *)(b + q + 1));
+        count += __builtin_popcount((unsigned)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v0, nl)));
+        __m256i m = _mm256_setzero_si256();
+        for (int p = 0; p < k->npairs; p++)
+            m = _mm256_or_si256(m, _mm256_and_si256(_mm256_cmpeq_epi8(v0, a[p]),
+                                                    _mm256_cmpeq_epi8(v1, z[p])));
+        for (unsigned bits = (unsigned)_mm256_movemask_epi8(m); bits != 0; bits &= bits - 1)
+            if (pair_hits(sc, q + __builtin_ctz(bits)) < 0)
+                return -1;
+    }
+    return search_tail(sc, q, count, lines);
+}
+#endif
+
+static int (*search)(Scan *, Py_ssize_t *) = find_lines; /* set at import */
 
 static int setup_keys(Keys *k, PyObject *keys, PyObject *offsets, PyObject *forms) {
     Py_ssize_t nk = PyTuple_GET_SIZE(keys);
@@ -333,7 +365,7 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "a block ends in a newline");
         goto done;
     }
-    if (find_lines(&sc, &lines) == 0)
+    if (search(&sc, &lines) == 0)
         result = Py_BuildValue("(OOn)", sc.events, sc.slow, lines);
 done:
     Py_XDECREF(sc.events);
@@ -343,7 +375,32 @@ done:
     return result;
 }
 
+/* use_search(name) -> the previous name: "generic" or "avx2" (where the CPU has it). For the
+ * tests, which compare both searches on one machine; the module picks the best at import. */
+static PyObject *use_search(PyObject *Py_UNUSED(self), PyObject *arg) {
+    const char *want = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (want == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "a search name");
+        return NULL;
+    }
+    const char *was = search == find_lines ? "generic" : "avx2";
+    if (strcmp(want, "generic") == 0) {
+        search = find_lines;
+#ifdef HAVE_AVX2_SEARCH
+    } else if (strcmp(want, "avx2") == 0 && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("popcnt")) {
+        search = find_lines_avx2;
+#endif
+    } else {
+        PyErr_Format(PyExc_ValueError, "no search %R on this machine", arg);
+        return NULL;
+    }
+    return PyUnicode_FromString(was);
+}
+
 static PyMethodDef methods[] = {
+    {"use_search", use_search, METH_O, "use_search(name) -> previous: 'generic' or 'avx2'"},
     {"scan", scan, METH_VARARGS,
      "scan(block, keys, offsets, forms, names, minute_base, hour_base, aggregate)\n"
      "-> (events, slow, lines)"},
@@ -355,4 +412,11 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__fastscan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fastscan(void) {
+#ifdef HAVE_AVX2_SEARCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt"))
+        search = find_lines_avx2;
+#endif
+    return PyModule_Create(&module);
+}

@@ -10,3 +10,6 @@ def scan(
     aggregate: Callable[[str], str] | None,
 ) -> tuple[list[Any], list[int], int]: ...
 # events: (rule, address, when) decided, or (None, start, end) for the grammar (their indexes)
+
+def use_search(name: str) -> str: ...
+# "generic" or "avx2" (x86-64 with AVX2): which line search scan uses; returns the previous one

@@ -137,17 +137,43 @@ def _fast_line(rnd: random.Random) -> str:
     return _stamp(rnd) + line
 
 
+def _searches() -> list[str]:
+    """The C line searches this machine can run (the portable one, AVX2 where the CPU has it)."""
+    names = []
+    for name in ("generic", "avx2"):
+        try:
+            fastpath._fastscan.use_search(name)
+            names.append(name)
+        except ValueError:
+            pass
+    fastpath._fastscan.use_search(names[-1])  # the module's own choice: the best there is
+    return names
+
+
+SEARCHES = _searches()
+
+
 def _compare(body: bytes, parser: LineParser) -> None:
+    """The C parser under every search gives the Python path's events for ``body``."""
     keys = list(parser.keywords or ())
     c = fastpath.c_parser(keys, parser)
     if c is None:
         assert not keys  # every rule disabled: nothing to look for
         return
-    got = c(body)
-    if not body.endswith(b"\n"):
-        assert got is None  # scan.blocks always ends a block in a newline
-        return
-    assert got == scan.parse_block(body, keys, parser), body
+    want = scan.parse_block(body, keys, parser) if body.endswith(b"\n") else None
+    for name in SEARCHES:
+        was = fastpath._fastscan.use_search(name)
+        try:
+            got = c(body)  # None without the final newline: scan.blocks always ends in one
+        finally:
+            fastpath._fastscan.use_search(was)
+        assert got == want, (name, body)
+
+
+def test_both_searches_are_tested_where_the_cpu_has_avx2() -> None:
+    with open("/proc/cpuinfo") as f:
+        avx2 = " avx2" in f.read() and sys.maxsize > 2**32 and "x86_64" in sysconfig.get_platform()
+    assert SEARCHES == (["generic", "avx2"] if avx2 else ["generic"])
 
 
 @MANY
