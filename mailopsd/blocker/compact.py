@@ -15,7 +15,7 @@ an address here when its dicts grow large (``BanPolicy.compact``) and takes it b
 
 from __future__ import annotations
 
-import socket
+import _socket  # socket's C functions: socket.py's enum set-up costs ~1 ms of scan-log's start-up
 from array import array
 
 SHARDS = 64
@@ -34,14 +34,14 @@ def ip_key(ip: str) -> int | None:
     IPv6 spellings, which would meet the IPv4 keys: those stay in the dicts)."""
     try:
         if ":" in ip:
-            packed = socket.inet_pton(socket.AF_INET6, ip)
-            if packed[:12] == _MAPPED or socket.inet_ntop(socket.AF_INET6, packed) != ip:
+            packed = _socket.inet_pton(_socket.AF_INET6, ip)
+            if packed[:12] == _MAPPED or _socket.inet_ntop(_socket.AF_INET6, packed) != ip:
                 return None
             return int.from_bytes(packed, "big")
-        packed = socket.inet_aton(ip)
+        packed = _socket.inet_aton(ip)
     except (OSError, ValueError):
         return None
-    if socket.inet_ntoa(packed) != ip:
+    if _socket.inet_ntoa(packed) != ip:
         return None
     return _V4 | int.from_bytes(packed, "big")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import _socket  # socket's C functions: socket.py's enum set-up costs ~1 ms of scan-log's start-up
 import bisect
 import ipaddress
-import socket
 from collections.abc import Iterable
 
 TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
@@ -34,7 +34,7 @@ def psutil_addresses() -> list[str]:
     out = []
     for addrs in psutil.net_if_addrs().values():
         for a in addrs:
-            if a.family in (socket.AF_INET, socket.AF_INET6):
+            if a.family in (_socket.AF_INET, _socket.AF_INET6):
                 out.append(a.address.split("%", 1)[0])
     return out
 
@@ -98,10 +98,10 @@ class IgnoreList:
                 version, lo = net.version, int(net.network_address)
                 hi = int(net.broadcast_address)
             elif ":" in ip:
-                version, lo = 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, ip), "big")
+                version, lo = 6, int.from_bytes(_socket.inet_pton(_socket.AF_INET6, ip), "big")
                 hi = lo
             else:
-                version, lo = 4, int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
+                version, lo = 4, int.from_bytes(_socket.inet_pton(_socket.AF_INET, ip), "big")
                 hi = lo
         except (OSError, ValueError):
             return True
