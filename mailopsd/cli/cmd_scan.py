@@ -179,8 +179,10 @@ def _scan(args: argparse.Namespace, path: str) -> int:
         print("\nno IP would be banned")
         return EXIT_OK
     print(f"\n{len(result.bans)} ban(s) would be made:")
+    durations: dict[float | None, str] = {}  # a log's bans share a few lengths
     print_table(("ip", "rule", "count", "duration", "last_seen"),
-                [(b.ip, b.rule, b.count, dur(b.duration), _ts(b.last_seen))
+                [(b.ip, b.rule, b.count, durations.get(b.duration) or
+                  durations.setdefault(b.duration, dur(b.duration)), _ts(b.last_seen))
                  for b in result.bans])
     return EXIT_OK
 
@@ -206,6 +208,9 @@ def _iso(epoch: float) -> str:
 
 
 def _ts(epoch: float) -> str:
+    """Local "YYYY-MM-DD HH:MM:SS" (strftime's text, without its format parsing per ban)."""
     import time
 
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+    t = time.localtime(epoch)
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}")

@@ -4,6 +4,7 @@ every minute, in zones with DST, half-hour and two-hour changes, around every ch
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ import pytest
 from mailopsd.blocker import fastpath, parse, scan
 from mailopsd.blocker.ignore import IgnoreList
 from mailopsd.blocker.policy import BanPolicy
+from mailopsd.cli.cmd_scan import _ts
 from mailopsd.core.config import parse_config
 
 # zones with a change of 1 h (both hemispheres), 30 min (Lord Howe), 2 h (Troll), none
@@ -161,3 +163,11 @@ def test_the_date_check_is_datetimes() -> None:
                 except ValueError:
                     real = False
                 assert parse._is_date(y, mo, d) == real, (y, mo, d)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "UTC"], indirect=True)
+def test_scan_log_writes_ban_times_as_strftime_does(zone: str) -> None:
+    rnd = random.Random(7)
+    edges = [0.0, 1e9, 1774744200.5, 1792450800.0]  # around Berlin's 2026 changes too
+    for epoch in edges + [rnd.uniform(0, 4e9) for _ in range(5000)]:
+        assert _ts(epoch) == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)), epoch
