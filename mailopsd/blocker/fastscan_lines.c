@@ -364,6 +364,29 @@ static Py_ssize_t ntop6(const unsigned char *b, char *out) {
     return p - out;
 }
 
+/* glibc's inet_pton(AF_INET) without the copy it needs for a terminating NUL: exactly four
+ * dot-separated decimal parts of 0-255, no empty part, no leading zero ("01"), nothing else */
+static int dotted_quad(const char *s, Py_ssize_t n) {
+    int parts = 0, digits = 0, value = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (dig(c)) {
+            if (digits == 1 && value == 0)
+                return 0; /* a leading zero */
+            value = value * 10 + (c - '0');
+            if (value > 255)
+                return 0;
+            if (digits++ == 0 && ++parts > 4)
+                return 0;
+        } else if (c == '.' && digits > 0 && parts < 4) {
+            digits = value = 0;
+        } else {
+            return 0;
+        }
+    }
+    return parts == 4 && digits > 0;
+}
+
 /* parse._normalise where it is sure: the canonical text, or NULL (Python decides) */
 PyObject *fs_normalise(const char *s, Py_ssize_t n) {
     char raw[IP_MAX + 1], out[INET6_ADDRSTRLEN];
@@ -378,13 +401,13 @@ PyObject *fs_normalise(const char *s, Py_ssize_t n) {
         else if (!(dig(c) || c == '.' || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
             return NULL;
     }
+    if (!colon) { /* the strict dotted quad is already canonical; 0.0.0.0 is no client */
+        if (!dotted_quad(s, n) || (n == 7 && memcmp(s, "0.0.0.0", 7) == 0))
+            return NULL;
+        return PyUnicode_FromStringAndSize(s, n);
+    }
     memcpy(raw, s, (size_t)n);
     raw[n] = '\0';
-    if (!colon) { /* the strict dotted quad is already canonical; 0.0.0.0 is no client */
-        if (inet_pton(AF_INET, raw, bin) != 1 || strcmp(raw, "0.0.0.0") == 0)
-            return NULL;
-        return PyUnicode_FromStringAndSize(raw, n);
-    }
     if (inet_pton(AF_INET6, raw, bin) != 1)
         return NULL;
     Py_ssize_t k = ntop6(bin, out);

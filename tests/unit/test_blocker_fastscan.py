@@ -209,6 +209,22 @@ def _v6_text(rnd: random.Random) -> str:
     return text.upper() if rnd.random() < 0.2 else text
 
 
+def _v4_text(rnd: random.Random) -> str:
+    """A dotted text that may or may not be a strict IPv4 address: 3 to 5 parts, leading zeros,
+    values over 255, empty parts, stray characters."""
+    parts = [rnd.choice(("0", "00", "01", "1", "9", "10", "99", "255", "256", "999", "",
+                         str(rnd.randrange(256)), "1a", "+1", " 1"))
+             for _ in range(rnd.choice((3, 4, 4, 4, 4, 5)))]
+    return ".".join(parts) + rnd.choice(("", "", "", ".", "x"))
+
+
+def test_ipv4_addresses_are_read_as_inet_pton_does() -> None:
+    rnd = random.Random(791)
+    lines = [f"2026-11-24 08:00:01 no host name found for IP address {_v4_text(rnd)}"
+             for _ in range(20_000)]
+    _compare(("\n".join(lines) + "\n").encode(), DEFAULT)
+
+
 def test_ipv6_addresses_are_written_as_glibc_and_ipaddress_would() -> None:
     rnd = random.Random(5952)
     lines = [f"2026-11-24 08:00:01 no host name found for IP address {_v6_text(rnd)}"
