@@ -1,0 +1,399 @@
+/* The counting loop's view of a BanPolicy: its scalars cached in C and written back before
+ * every callback, per-rule slots for the counters, the _tick() step. See _fastcount.c.
+ *
+ * Only exact dicts, lists, floats, ints and strs are touched here, so no Python code runs
+ * between two callbacks except a finalizer run by the garbage collector on an allocation:
+ * every object used across an allocation is held by a reference of our own.
+ */
+#include "fastcount_state.h"
+
+#include <math.h>
+#include <string.h>
+
+PyObject *S_matches, *S_last_match, *S_unmatched, *S_rules, *S_banned, *S_auth, *S_hits,
+    *S_exempting, *S_config, *S_auth_exempt, *S_compact_obj, *S_dirty, *S_ignore, *S_newest,
+    *S_since_prune, *S_prune_at, *S_compact_at, *S_n, *S_exempted, *S_ignored, *S_maxretry,
+    *S_findtime, *S_prune, *S_compact, *S_uncompact, *S_decide, *S_contains, *S_append;
+
+int fc_init_names(void) {
+    struct {
+        PyObject **var;
+        const char *text;
+    } names[] = {
+        {&S_matches, "matches"},     {&S_last_match, "_last_match"}, {&S_unmatched, "unmatched"},
+        {&S_rules, "rules"},         {&S_banned, "_banned"},         {&S_auth, "_auth"},
+        {&S_hits, "_hits"},          {&S_exempting, "_exempting"},   {&S_config, "config"},
+        {&S_auth_exempt, "auth_exempt"}, {&S_compact_obj, "_compact"}, {&S_dirty, "_dirty"},
+        {&S_ignore, "ignore"},       {&S_newest, "_newest"},         {&S_since_prune, "_since_prune"},
+        {&S_prune_at, "_prune_at"},  {&S_compact_at, "_compact_at"}, {&S_n, "n"},
+        {&S_exempted, "exempted"},   {&S_ignored, "ignored"},        {&S_maxretry, "maxretry"},
+        {&S_findtime, "findtime"},   {&S_prune, "prune"},            {&S_compact, "compact"},
+        {&S_uncompact, "_uncompact"}, {&S_decide, "_decide"},        {&S_contains, "contains"},
+        {&S_append, "append"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (*names[i].var == NULL && (*names[i].var = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    return 0;
+}
+
+/* a float (config.Duration is one) or an int as a double; TypeError for anything else */
+int fc_num(PyObject *o, double *d) {
+    if (PyFloat_Check(o)) { /* the value itself: no Python code */
+        *d = PyFloat_AS_DOUBLE(o);
+        return 0;
+    }
+    if (PyLong_CheckExact(o) || PyBool_Check(o)) {
+        *d = PyLong_AsDouble(o);
+        return *d == -1.0 && PyErr_Occurred() ? -1 : 0;
+    }
+    PyErr_Format(PyExc_TypeError, "expected a float or an int, not %.100s", Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+static int num_attr(PyObject *o, PyObject *attr, double *d) {
+    PyObject *v = PyObject_GetAttr(o, attr);
+    if (v == NULL)
+        return -1;
+    int rc = fc_num(v, d);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* d[key] = d.get(key, 0) + delta */
+int fc_dict_add(PyObject *d, PyObject *key, Py_ssize_t delta) {
+    PyObject *old = PyDict_GetItemWithError(d, key), *sum;
+    if (old == NULL && PyErr_Occurred())
+        return -1;
+    Py_XINCREF(old);
+    PyObject *inc = PyLong_FromSsize_t(delta);
+    if (inc == NULL || old == NULL) {
+        sum = inc;
+    } else {
+        sum = PyNumber_Add(old, inc);
+        Py_DECREF(inc);
+    }
+    Py_XDECREF(old);
+    if (sum == NULL)
+        return -1;
+    int rc = PyDict_SetItem(d, key, sum);
+    Py_DECREF(sum);
+    return rc;
+}
+
+static int set_attr(PyObject *o, PyObject *attr, PyObject *v) {
+    if (v == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(o, attr, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* policy.exempted += d */
+static int add_exempted(Ctx *c) {
+    PyObject *old = PyObject_GetAttr(c->p, S_exempted), *inc = NULL, *sum = NULL;
+    if (old != NULL && (inc = PyLong_FromSsize_t(c->d_exempted)) != NULL)
+        sum = PyNumber_Add(old, inc);
+    Py_XDECREF(old);
+    Py_XDECREF(inc);
+    return set_attr(c->p, S_exempted, sum);
+}
+
+/* Write the cached state back to the policy; every per-rule cache is read again after this.
+ * Each pending value is cleared only once written: a failure leaves the rest pending. */
+int fc_flush(Ctx *c) {
+    if (c->newest_dirty) {
+        if (set_attr(c->p, S_newest, PyFloat_FromDouble(c->newest)) < 0)
+            return -1;
+        c->newest_dirty = 0;
+    }
+    if (c->since_dirty) {
+        if (set_attr(c->p, S_since_prune, PyLong_FromSsize_t(c->since_prune)) < 0)
+            return -1;
+        c->since_dirty = 0;
+    }
+    if (c->d_exempted) {
+        if (add_exempted(c) < 0)
+            return -1;
+        c->d_exempted = 0;
+    }
+    for (int i = 0; i < c->nslots; i++) {
+        Slot *s = &c->slot[i];
+        if (s->d_matches) {
+            if (fc_dict_add(c->matches, s->name, s->d_matches) < 0)
+                return -1;
+            s->d_matches = 0;
+        }
+        if (s->d_unmatched) {
+            if (fc_dict_add(c->unmatched, s->name, s->d_unmatched) < 0)
+                return -1;
+            s->d_unmatched = 0;
+        }
+        if (s->last_dirty) {
+            PyObject *f = PyFloat_FromDouble(s->last);
+            int rc = f == NULL ? -1 : PyDict_SetItem(c->last, s->name, f);
+            Py_XDECREF(f);
+            if (rc < 0)
+                return -1;
+            s->last_dirty = 0;
+        }
+        s->m_known = s->u_known = 0;
+        s->last_state = L_UNREAD;
+    }
+    return 0;
+}
+
+/* read the policy's scalars (at the start and after every callback) */
+int fc_reload(Ctx *c) {
+    PyObject *v;
+    if (num_attr(c->p, S_newest, &c->newest) < 0 || num_attr(c->p, S_prune_at, &c->prune_at) < 0 ||
+        num_attr(c->p, S_compact_at, &c->compact_at) < 0)
+        return -1;
+    if ((v = PyObject_GetAttr(c->p, S_since_prune)) == NULL)
+        return -1;
+    c->since_prune = PyLong_Check(v) ? PyLong_AsSsize_t(v) : -1;
+    if (!PyLong_Check(v))
+        PyErr_SetString(PyExc_TypeError, "policy._since_prune must be an int");
+    Py_DECREF(v);
+    if (c->since_prune == -1 && PyErr_Occurred())
+        return -1;
+    if ((v = PyObject_GetAttr(c->compacted, S_n)) == NULL)
+        return -1;
+    c->compact_n = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return c->compact_n < 0 ? -1 : 0;
+}
+
+/* a callback, args[0] the object: the policy written back before, read again after */
+PyObject *fc_call(Ctx *c, PyObject *meth, PyObject *const *args, size_t nargs) {
+    if (fc_flush(c) < 0)
+        return NULL;
+    PyObject *r = PyObject_VectorcallMethod(meth, args, nargs, NULL);
+    if (r != NULL && fc_reload(c) < 0)
+        Py_CLEAR(r);
+    return r;
+}
+
+int fc_call_void(Ctx *c, PyObject *meth, PyObject *const *args, size_t nargs) {
+    PyObject *r = fc_call(c, meth, args, nargs);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+void fc_clear_slots(Ctx *c) {
+    for (int i = 0; i < c->nslots; i++) {
+        Py_CLEAR(c->slot[i].name);
+        Py_CLEAR(c->slot[i].spec);
+    }
+    c->nslots = 0;
+}
+
+/* policy.<attr> as an exact dict (or None where allowed): a new reference in *out */
+static int get_dict(PyObject *o, PyObject *attr, PyObject **out, int none_ok) {
+    PyObject *v = PyObject_GetAttr(o, attr);
+    *out = NULL;
+    if (v == NULL)
+        return -1;
+    if (none_ok && v == Py_None) {
+        Py_DECREF(v);
+        return 0;
+    }
+    if (!PyDict_CheckExact(v)) {
+        PyErr_Format(PyExc_TypeError, "policy.%U must be a dict", attr);
+        Py_DECREF(v);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* the policy's tables and scalars, read once per call as the Python loop does */
+int fc_setup(Ctx *c) {
+    PyObject *p = c->p, *v;
+    if (get_dict(p, S_matches, &c->matches, 0) < 0 || get_dict(p, S_last_match, &c->last, 0) < 0 ||
+        get_dict(p, S_unmatched, &c->unmatched, 0) < 0 || get_dict(p, S_rules, &c->rules, 0) < 0 ||
+        get_dict(p, S_banned, &c->banned, 0) < 0 || get_dict(p, S_auth, &c->auth, 0) < 0 ||
+        get_dict(p, S_hits, &c->tables, 0) < 0)
+        return -1;
+    if ((v = PyObject_GetAttr(p, S_exempting)) == NULL)
+        return -1;
+    int exempting = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    if (exempting < 0 || (v = PyObject_GetAttr(p, S_config)) == NULL)
+        return -1;
+    PyObject *ex = PyObject_GetAttr(v, S_auth_exempt);
+    Py_DECREF(v);
+    int rc = ex == NULL ? -1 : fc_num(ex, &c->exempt_for);
+    Py_XDECREF(ex);
+    if (rc < 0 || (c->compacted = PyObject_GetAttr(p, S_compact_obj)) == NULL)
+        return -1;
+    if ((v = PyObject_GetAttr(p, S_dirty)) == NULL)
+        return -1;
+    if (v != Py_None && !PySet_CheckExact(v)) {
+        PyErr_SetString(PyExc_TypeError, "policy._dirty must be a set or None");
+        Py_DECREF(v);
+        return -1;
+    }
+    if (v == Py_None)
+        Py_DECREF(v);
+    else
+        c->dirty = v;
+    if ((c->ignore = PyObject_GetAttr(p, S_ignore)) == NULL)
+        return -1;
+    /* present whenever exempting (no-rdns enabled) */
+    v = PyDict_GetItemString(c->tables, "no-rdns");
+    if (v != NULL && !PyDict_CheckExact(v)) {
+        PyErr_SetString(PyExc_TypeError, "policy._hits must hold dicts");
+        return -1;
+    }
+    Py_XINCREF(v);
+    c->no_rdns = v;
+    c->auth_on = exempting && v != NULL;
+    return fc_reload(c);
+}
+
+/* the slot of a rule name (an exact str): identity first, then equality; NULL on error */
+Slot *fc_slot_of(Ctx *c, PyObject *name) {
+    for (int i = 0; i < c->nslots; i++)
+        if (c->slot[i].name == name)
+            return &c->slot[i];
+    for (int i = 0; i < c->nslots; i++) {
+        PyObject *n = c->slot[i].name;
+        if (PyUnicode_GET_LENGTH(n) == PyUnicode_GET_LENGTH(name) && PyUnicode_Compare(n, name) == 0)
+            return &c->slot[i];
+    }
+    if (c->nslots == MAX_SLOTS) { /* more names than slots: start again */
+        if (fc_flush(c) < 0)
+            return NULL;
+        fc_clear_slots(c);
+    }
+    Slot *s = &c->slot[c->nslots++];
+    memset(s, 0, sizeof *s);
+    Py_INCREF(name);
+    s->name = name;
+    s->kind = PyUnicode_CompareWithASCIIString(name, "authenticated") == 0 ? K_AUTH
+              : PyUnicode_CompareWithASCIIString(name, "no-rdns") == 0    ? K_NO_RDNS
+                                                                         : K_OTHER;
+    return s;
+}
+
+/* d[name] += 1 (matches or unmatched): pending in the slot once the key is known to exist */
+int fc_count_in(PyObject *d, Slot *s, int *known, Py_ssize_t *pending) {
+    if (!*known) {
+        int has = PyDict_Contains(d, s->name);
+        if (has < 0)
+            return -1;
+        if (!has) { /* a new key goes in now: the dict's order is the Python loop's */
+            if (fc_dict_add(d, s->name, 1) < 0)
+                return -1;
+            *known = 1;
+            return 0;
+        }
+        *known = 1;
+    }
+    ++*pending;
+    return 0;
+}
+
+/* if w > _last_match.get(name, -inf): _last_match[name] = w */
+int fc_note_last(Ctx *c, Slot *s, double w) {
+    if (s->last_state == L_UNREAD) {
+        PyObject *v = PyDict_GetItemWithError(c->last, s->name);
+        if (v == NULL && PyErr_Occurred())
+            return -1;
+        if (v != NULL && fc_num(v, &s->last) < 0)
+            return -1;
+        s->last_state = v == NULL ? L_ABSENT : L_KNOWN;
+    }
+    if (s->last_state == L_KNOWN) {
+        if (w > s->last) {
+            s->last = w;
+            s->last_dirty = 1;
+        }
+    } else if (w > -INFINITY) { /* a new key goes in now, in order */
+        PyObject *f = PyFloat_FromDouble(w);
+        int rc = f == NULL ? -1 : PyDict_SetItem(c->last, s->name, f);
+        Py_XDECREF(f);
+        if (rc < 0)
+            return -1;
+        s->last = w;
+        s->last_state = L_KNOWN;
+    }
+    return 0;
+}
+
+/* policy.rules.get(name) as a new reference in *spec (NULL: not enabled); its maxretry and
+ * findtime cached in the slot while the spec is the same object */
+int fc_spec_of(Ctx *c, Slot *s, PyObject **spec) {
+    *spec = NULL;
+    PyObject *v = PyDict_GetItemWithError(c->rules, s->name);
+    if (v == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    Py_INCREF(v);
+    if (v != s->spec) {
+        PyObject *m = PyObject_GetAttr(v, S_maxretry);
+        Py_ssize_t maxretry = m == NULL ? -1 : PyLong_AsSsize_t(m);
+        Py_XDECREF(m);
+        if ((maxretry == -1 && PyErr_Occurred()) || num_attr(v, S_findtime, &s->findtime) < 0) {
+            Py_DECREF(v);
+            return -1;
+        }
+        s->maxretry = maxretry;
+        Py_INCREF(v);
+        Py_XSETREF(s->spec, v);
+    }
+    *spec = v;
+    return 0;
+}
+
+/* _tick(): one more stored match towards the next prune; every 1024, the compaction check */
+int fc_tick(Ctx *c) {
+    c->since_prune++;
+    c->since_dirty = 1;
+    if ((double)c->since_prune >= c->prune_at) {
+        PyObject *args[] = {c->p};
+        if (fc_call_void(c, S_prune, args, 1) < 0)
+            return -1;
+    }
+    if (c->since_prune & 1023)
+        return 0;
+    PyObject *hits = PyObject_GetAttr(c->p, S_hits), *key, *t;
+    if (hits == NULL)
+        return -1;
+    Py_ssize_t pos = 0, total = 0;
+    int rc = 0;
+    if (!PyDict_CheckExact(hits)) {
+        PyErr_SetString(PyExc_TypeError, "policy._hits must be a dict");
+        rc = -1;
+    }
+    while (rc == 0 && PyDict_Next(hits, &pos, &key, &t)) {
+        if (PyDict_CheckExact(t)) {
+            total += PyDict_GET_SIZE(t);
+        } else {
+            PyErr_SetString(PyExc_TypeError, "policy._hits must hold dicts");
+            rc = -1;
+        }
+    }
+    Py_DECREF(hits);
+    if (rc == 0 && (double)total >= c->compact_at) {
+        PyObject *args[] = {c->p};
+        rc = fc_call_void(c, S_compact, args, 1);
+    }
+    return rc;
+}
+
+/* bisect.bisect_right(hits, x): the first index whose item is > x; -1 on error */
+Py_ssize_t fc_bisect_right(PyObject *hits, double x) {
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(hits);
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        double v;
+        if (fc_num(PyList_GET_ITEM(hits, mid), &v) < 0)
+            return -1;
+        if (x < v)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}

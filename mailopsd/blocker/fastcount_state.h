@@ -1,0 +1,62 @@
+/* The counting loop's view of a BanPolicy (fastcount_state.c), shared with _fastcount.c. */
+#ifndef MAILOPSD_FASTCOUNT_STATE_H
+#define MAILOPSD_FASTCOUNT_STATE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define MAX_SLOTS 32
+
+/* interned attribute and method names (fc_init_names) */
+extern PyObject *S_matches, *S_last_match, *S_unmatched, *S_rules, *S_banned, *S_auth, *S_hits,
+    *S_exempting, *S_config, *S_auth_exempt, *S_compact_obj, *S_dirty, *S_ignore, *S_newest,
+    *S_since_prune, *S_prune_at, *S_compact_at, *S_n, *S_exempted, *S_ignored, *S_maxretry,
+    *S_findtime, *S_prune, *S_compact, *S_uncompact, *S_decide, *S_contains, *S_append;
+
+enum { K_OTHER, K_AUTH, K_NO_RDNS };   /* what a rule name is */
+enum { L_UNREAD, L_ABSENT, L_KNOWN }; /* what is known of _last_match[name] */
+
+/* one rule name met in this call, and what is pending for it */
+typedef struct {
+    PyObject *name; /* owned: the rule name of the event that made the slot */
+    int kind;
+    Py_ssize_t d_matches, d_unmatched; /* counts not yet added to the policy's dicts */
+    int m_known, u_known;              /* the name is a key of matches / unmatched */
+    int last_state, last_dirty;        /* _last_match[name] (L_KNOWN: in .last) */
+    double last;
+    PyObject *spec; /* owned: the spec whose maxretry and findtime are below */
+    Py_ssize_t maxretry;
+    double findtime;
+} Slot;
+
+typedef struct {
+    /* owned; dirty and no_rdns NULL for None */
+    PyObject *p, *matches, *last, *unmatched, *rules, *banned, *auth, *tables, *compacted,
+        *dirty, *ignore, *no_rdns, *out;
+    int auth_on; /* _exempting and the no-rdns table exists */
+    double exempt_for;
+    /* the policy's scalars, cached between callbacks */
+    double newest, prune_at, compact_at;
+    Py_ssize_t since_prune, d_exempted;
+    int newest_dirty, since_dirty, compact_n;
+    int nslots;
+    Slot slot[MAX_SLOTS];
+} Ctx;
+
+int fc_init_names(void);
+int fc_setup(Ctx *c);
+int fc_num(PyObject *o, double *d);
+int fc_dict_add(PyObject *d, PyObject *key, Py_ssize_t delta);
+int fc_flush(Ctx *c);
+int fc_reload(Ctx *c);
+PyObject *fc_call(Ctx *c, PyObject *meth, PyObject *const *args, size_t nargs);
+int fc_call_void(Ctx *c, PyObject *meth, PyObject *const *args, size_t nargs);
+void fc_clear_slots(Ctx *c);
+Slot *fc_slot_of(Ctx *c, PyObject *name);
+int fc_count_in(PyObject *d, Slot *s, int *known, Py_ssize_t *pending);
+int fc_note_last(Ctx *c, Slot *s, double w);
+int fc_spec_of(Ctx *c, Slot *s, PyObject **spec);
+int fc_tick(Ctx *c);
+Py_ssize_t fc_bisect_right(PyObject *hits, double x);
+
+#endif
