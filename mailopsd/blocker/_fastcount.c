@@ -186,14 +186,9 @@ static int match(Ctx *c, Slot *s, PyObject *spec, PyObject *rule, PyObject *ip, 
             }
         }
     }
-    PyObject *table = PyDict_GetItemWithError(c->tables, rule);
+    PyObject *table = s->table;
     if (table == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetObject(PyExc_KeyError, rule);
-        return -1;
-    }
-    if (!PyDict_CheckExact(table)) {
-        PyErr_SetString(PyExc_TypeError, "policy._hits must hold dicts");
+        PyErr_SetObject(PyExc_KeyError, rule);
         return -1;
     }
     Py_INCREF(table);
@@ -237,11 +232,12 @@ static int matched(Ctx *c, PyObject *rule, PyObject *ip, double w, PyObject *wob
         return -1;
     if (s->kind == K_AUTH)
         return c->auth_on ? login(c, ip, w, wobj) : 0;
-    PyObject *spec;
-    if (fc_spec_of(c, s, &spec) < 0)
+    if (!s->fresh && fc_refresh(c, s) < 0)
         return -1;
-    if (spec == NULL)
+    if (!s->enabled)
         return 0; /* a rule not enabled: counted, nothing more */
+    PyObject *spec = s->spec;
+    Py_INCREF(spec);
     int rc = match(c, s, spec, rule, ip, w, wobj);
     Py_DECREF(spec);
     return rc;

@@ -8,6 +8,7 @@
 #include "fastcount_state.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 PyObject *S_matches, *S_last_match, *S_unmatched, *S_rules, *S_banned, *S_auth, *S_hits,
@@ -137,7 +138,7 @@ int fc_flush(Ctx *c) {
                 return -1;
             s->last_dirty = 0;
         }
-        s->m_known = s->u_known = 0;
+        s->m_known = s->u_known = s->fresh = 0;
         s->last_state = L_UNREAD;
     }
     return 0;
@@ -184,8 +185,11 @@ void fc_clear_slots(Ctx *c) {
     for (int i = 0; i < c->nslots; i++) {
         Py_CLEAR(c->slot[i].name);
         Py_CLEAR(c->slot[i].spec);
+        Py_CLEAR(c->slot[i].table);
     }
     c->nslots = 0;
+    for (int i = 0; i < NAME_CACHE; i++)
+        Py_CLEAR(c->cache_name[i]);
 }
 
 /* policy.<attr> as an exact dict (or None where allowed): a new reference in *out */
@@ -252,29 +256,45 @@ int fc_setup(Ctx *c) {
     return fc_reload(c);
 }
 
-/* the slot of a rule name (an exact str): identity first, then equality; NULL on error */
+static int slot_from_cache(Ctx *c, PyObject *name) {
+    size_t h = ((size_t)(uintptr_t)name >> 4 ^ (size_t)(uintptr_t)name >> 10) % NAME_CACHE;
+    return c->cache_name[h] == name ? c->cache_slot[h] : -1;
+}
+
+static void cache_put(Ctx *c, PyObject *name, int slot) {
+    size_t h = ((size_t)(uintptr_t)name >> 4 ^ (size_t)(uintptr_t)name >> 10) % NAME_CACHE;
+    Py_INCREF(name);
+    Py_XSETREF(c->cache_name[h], name);
+    c->cache_slot[h] = slot;
+}
+
+/* the slot of a rule name (an exact str): by the object, else by equality; NULL on error */
 Slot *fc_slot_of(Ctx *c, PyObject *name) {
-    for (int i = 0; i < c->nslots; i++)
-        if (c->slot[i].name == name)
-            return &c->slot[i];
-    for (int i = 0; i < c->nslots; i++) {
+    int i = slot_from_cache(c, name);
+    if (i >= 0)
+        return &c->slot[i];
+    for (i = 0; i < c->nslots; i++) {
         PyObject *n = c->slot[i].name;
-        if (PyUnicode_GET_LENGTH(n) == PyUnicode_GET_LENGTH(name) && PyUnicode_Compare(n, name) == 0)
+        if (n == name || (PyUnicode_GET_LENGTH(n) == PyUnicode_GET_LENGTH(name) &&
+                          PyUnicode_Compare(n, name) == 0)) {
+            cache_put(c, name, i);
             return &c->slot[i];
+        }
     }
     if (c->nslots == MAX_SLOTS) { /* more names than slots: start again */
         if (fc_flush(c) < 0)
             return NULL;
         fc_clear_slots(c);
     }
-    Slot *s = &c->slot[c->nslots++];
+    Slot *s = &c->slot[c->nslots];
     memset(s, 0, sizeof *s);
     Py_INCREF(name);
     s->name = name;
     s->kind = PyUnicode_CompareWithASCIIString(name, "authenticated") == 0 ? K_AUTH
               : PyUnicode_CompareWithASCIIString(name, "no-rdns") == 0    ? K_NO_RDNS
                                                                          : K_OTHER;
-    return s;
+    cache_put(c, name, c->nslots);
+    return &c->slot[c->nslots++];
 }
 
 /* d[name] += 1 (matches or unmatched): pending in the slot once the key is known to exist */
@@ -322,15 +342,15 @@ int fc_note_last(Ctx *c, Slot *s, double w) {
     return 0;
 }
 
-/* policy.rules.get(name) as a new reference in *spec (NULL: not enabled); its maxretry and
- * findtime cached in the slot while the spec is the same object */
-int fc_spec_of(Ctx *c, Slot *s, PyObject **spec) {
-    *spec = NULL;
+/* the slot's spec (policy.rules.get(name); its maxretry and findtime cached while it is the
+ * same object) and table (policy._hits[name]), read again after every callback */
+int fc_refresh(Ctx *c, Slot *s) {
     PyObject *v = PyDict_GetItemWithError(c->rules, s->name);
-    if (v == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    Py_INCREF(v);
-    if (v != s->spec) {
+    if (v == NULL && PyErr_Occurred())
+        return -1;
+    s->enabled = v != NULL;
+    if (v != NULL && v != s->spec) {
+        Py_INCREF(v);
         PyObject *m = PyObject_GetAttr(v, S_maxretry);
         Py_ssize_t maxretry = m == NULL ? -1 : PyLong_AsSsize_t(m);
         Py_XDECREF(m);
@@ -339,10 +359,17 @@ int fc_spec_of(Ctx *c, Slot *s, PyObject **spec) {
             return -1;
         }
         s->maxretry = maxretry;
-        Py_INCREF(v);
         Py_XSETREF(s->spec, v);
     }
-    *spec = v;
+    if ((v = PyDict_GetItemWithError(c->tables, s->name)) == NULL && PyErr_Occurred())
+        return -1;
+    if (v != NULL && !PyDict_CheckExact(v)) {
+        PyErr_SetString(PyExc_TypeError, "policy._hits must hold dicts");
+        return -1;
+    }
+    Py_XINCREF(v);
+    Py_XSETREF(s->table, v);
+    s->fresh = 1;
     return 0;
 }
 

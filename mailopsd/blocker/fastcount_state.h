@@ -6,6 +6,7 @@
 #include <Python.h>
 
 #define MAX_SLOTS 32
+#define NAME_CACHE 64 /* rule name objects -> slot, by address */
 
 /* interned attribute and method names (fc_init_names) */
 extern PyObject *S_matches, *S_last_match, *S_unmatched, *S_rules, *S_banned, *S_auth, *S_hits,
@@ -24,7 +25,10 @@ typedef struct {
     int m_known, u_known;              /* the name is a key of matches / unmatched */
     int last_state, last_dirty;        /* _last_match[name] (L_KNOWN: in .last) */
     double last;
-    PyObject *spec; /* owned: the spec whose maxretry and findtime are below */
+    /* policy.rules.get(name) and policy._hits[name], read once between two callbacks */
+    int fresh, enabled;
+    PyObject *spec;  /* owned: the last spec read; its maxretry and findtime below */
+    PyObject *table; /* owned (NULL: not a key of _hits) */
     Py_ssize_t maxretry;
     double findtime;
 } Slot;
@@ -41,6 +45,10 @@ typedef struct {
     int newest_dirty, since_dirty, compact_n;
     int nslots;
     Slot slot[MAX_SLOTS];
+    /* owned: the str objects met as rule names (the C scanner's and the grammar's are not
+       the same objects), each with its slot */
+    PyObject *cache_name[NAME_CACHE];
+    int cache_slot[NAME_CACHE];
 } Ctx;
 
 int fc_init_names(void);
@@ -55,7 +63,7 @@ void fc_clear_slots(Ctx *c);
 Slot *fc_slot_of(Ctx *c, PyObject *name);
 int fc_count_in(PyObject *d, Slot *s, int *known, Py_ssize_t *pending);
 int fc_note_last(Ctx *c, Slot *s, double w);
-int fc_spec_of(Ctx *c, Slot *s, PyObject **spec);
+int fc_refresh(Ctx *c, Slot *s);
 int fc_tick(Ctx *c);
 Py_ssize_t fc_bisect_right(PyObject *hits, double x);
 
