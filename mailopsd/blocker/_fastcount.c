@@ -21,6 +21,7 @@
 #include "fastcount_state.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 /* the hits of a matched (rule, ip) once stored or in hand: the window, then the threshold */
@@ -224,11 +225,12 @@ static int login(Ctx *c, PyObject *ip, double w, PyObject *wobj) {
 static int matched(Ctx *c, PyObject *rule, PyObject *ip, double w, PyObject *wobj) {
     if (w > c->newest) {
         c->newest = w;
-        c->newest_dirty = 1;
+        Py_INCREF(wobj);
+        Py_XSETREF(c->newest_obj, wobj);
     }
     Slot *s = fc_slot_of(c, rule);
     if (s == NULL || fc_count_in(c->matches, s, &s->m_known, &s->d_matches) < 0 ||
-        fc_note_last(c, s, w) < 0)
+        fc_note_last(c, s, w, wobj) < 0)
         return -1;
     if (s->kind == K_AUTH)
         return c->auth_on ? login(c, ip, w, wobj) : 0;
@@ -323,7 +325,7 @@ static PyObject *count(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ss
         return NULL;
     }
     Ctx c;
-    memset(&c, 0, sizeof c);
+    memset(&c, 0, offsetof(Ctx, slot)); /* each slot is set up when it is first used */
     Py_INCREF(args[0]);
     c.p = args[0];
     Py_INCREF(args[2]);
@@ -343,7 +345,8 @@ static PyObject *count(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ss
     }
     fc_clear_slots(&c);
     PyObject **owned[] = {&c.p, &c.matches, &c.last, &c.unmatched, &c.rules, &c.banned, &c.auth,
-                          &c.tables, &c.compacted, &c.dirty, &c.ignore, &c.no_rdns, &c.out};
+                          &c.tables, &c.compacted, &c.dirty, &c.ignore, &c.no_rdns, &c.out,
+                          &c.newest_obj};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
         Py_CLEAR(*owned[i]);
     if (rc < 0)

@@ -103,10 +103,10 @@ static int add_exempted(Ctx *c) {
 /* Write the cached state back to the policy; every per-rule cache is read again after this.
  * Each pending value is cleared only once written: a failure leaves the rest pending. */
 int fc_flush(Ctx *c) {
-    if (c->newest_dirty) {
-        if (set_attr(c->p, S_newest, PyFloat_FromDouble(c->newest)) < 0)
+    if (c->newest_obj != NULL) {
+        if (PyObject_SetAttr(c->p, S_newest, c->newest_obj) < 0)
             return -1;
-        c->newest_dirty = 0;
+        Py_CLEAR(c->newest_obj);
     }
     if (c->since_dirty) {
         if (set_attr(c->p, S_since_prune, PyLong_FromSsize_t(c->since_prune)) < 0)
@@ -130,13 +130,10 @@ int fc_flush(Ctx *c) {
                 return -1;
             s->d_unmatched = 0;
         }
-        if (s->last_dirty) {
-            PyObject *f = PyFloat_FromDouble(s->last);
-            int rc = f == NULL ? -1 : PyDict_SetItem(c->last, s->name, f);
-            Py_XDECREF(f);
-            if (rc < 0)
+        if (s->last_obj != NULL) {
+            if (PyDict_SetItem(c->last, s->name, s->last_obj) < 0)
                 return -1;
-            s->last_dirty = 0;
+            Py_CLEAR(s->last_obj);
         }
         s->m_known = s->u_known = s->fresh = 0;
         s->last_state = L_UNREAD;
@@ -184,6 +181,7 @@ int fc_call_void(Ctx *c, PyObject *meth, PyObject *const *args, size_t nargs) {
 void fc_clear_slots(Ctx *c) {
     for (int i = 0; i < c->nslots; i++) {
         Py_CLEAR(c->slot[i].name);
+        Py_CLEAR(c->slot[i].last_obj);
         Py_CLEAR(c->slot[i].spec);
         Py_CLEAR(c->slot[i].table);
     }
@@ -315,8 +313,8 @@ int fc_count_in(PyObject *d, Slot *s, int *known, Py_ssize_t *pending) {
     return 0;
 }
 
-/* if w > _last_match.get(name, -inf): _last_match[name] = w */
-int fc_note_last(Ctx *c, Slot *s, double w) {
+/* if w > _last_match.get(name, -inf): _last_match[name] = wobj (w) */
+int fc_note_last(Ctx *c, Slot *s, double w, PyObject *wobj) {
     if (s->last_state == L_UNREAD) {
         PyObject *v = PyDict_GetItemWithError(c->last, s->name);
         if (v == NULL && PyErr_Occurred())
@@ -328,13 +326,11 @@ int fc_note_last(Ctx *c, Slot *s, double w) {
     if (s->last_state == L_KNOWN) {
         if (w > s->last) {
             s->last = w;
-            s->last_dirty = 1;
+            Py_INCREF(wobj);
+            Py_XSETREF(s->last_obj, wobj);
         }
     } else if (w > -INFINITY) { /* a new key goes in now, in order */
-        PyObject *f = PyFloat_FromDouble(w);
-        int rc = f == NULL ? -1 : PyDict_SetItem(c->last, s->name, f);
-        Py_XDECREF(f);
-        if (rc < 0)
+        if (PyDict_SetItem(c->last, s->name, wobj) < 0)
             return -1;
         s->last = w;
         s->last_state = L_KNOWN;

@@ -6,7 +6,7 @@
 #include <Python.h>
 
 #define MAX_SLOTS 32
-#define NAME_CACHE 64 /* rule name objects -> slot, by address */
+#define NAME_CACHE 32 /* rule name objects -> slot, by address */
 
 /* interned attribute and method names (fc_init_names) */
 extern PyObject *S_matches, *S_last_match, *S_unmatched, *S_rules, *S_banned, *S_auth, *S_hits,
@@ -23,8 +23,9 @@ typedef struct {
     int kind;
     Py_ssize_t d_matches, d_unmatched; /* counts not yet added to the policy's dicts */
     int m_known, u_known;              /* the name is a key of matches / unmatched */
-    int last_state, last_dirty;        /* _last_match[name] (L_KNOWN: in .last) */
+    int last_state;                    /* _last_match[name] (L_KNOWN: in .last) */
     double last;
+    PyObject *last_obj; /* owned: the event's time that raised .last, to write back */
     /* policy.rules.get(name) and policy._hits[name], read once between two callbacks */
     int fresh, enabled;
     PyObject *spec;  /* owned: the last spec read; its maxretry and findtime below */
@@ -41,14 +42,15 @@ typedef struct {
     double exempt_for;
     /* the policy's scalars, cached between callbacks */
     double newest, prune_at, compact_at;
+    PyObject *newest_obj; /* owned: the event's time that raised newest, to write back */
     Py_ssize_t since_prune, d_exempted;
-    int newest_dirty, since_dirty, compact_n;
-    int nslots;
-    Slot slot[MAX_SLOTS];
+    int since_dirty, compact_n;
     /* owned: the str objects met as rule names (the C scanner's and the grammar's are not
        the same objects), each with its slot */
     PyObject *cache_name[NAME_CACHE];
     int cache_slot[NAME_CACHE];
+    int nslots; /* the slots are set up when used: Ctx is zeroed only up to here */
+    Slot slot[MAX_SLOTS];
 } Ctx;
 
 int fc_init_names(void);
@@ -62,7 +64,7 @@ int fc_call_void(Ctx *c, PyObject *meth, PyObject *const *args, size_t nargs);
 void fc_clear_slots(Ctx *c);
 Slot *fc_slot_of(Ctx *c, PyObject *name);
 int fc_count_in(PyObject *d, Slot *s, int *known, Py_ssize_t *pending);
-int fc_note_last(Ctx *c, Slot *s, double w);
+int fc_note_last(Ctx *c, Slot *s, double w, PyObject *wobj);
 int fc_refresh(Ctx *c, Slot *s);
 int fc_tick(Ctx *c);
 Py_ssize_t fc_bisect_right(PyObject *hits, double x);
