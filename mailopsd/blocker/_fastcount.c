@@ -302,9 +302,13 @@ static int run(Ctx *c, PyObject *events) {
                 return -1;
         }
     }
-    PyObject *it = PyObject_GetIter(events);
+    PyObject *it = PyObject_GetIter(events); /* may run Python code: read the policy again */
     if (it == NULL)
         return -1;
+    if (fc_reload(c) < 0) {
+        Py_DECREF(it);
+        return -1;
+    }
     int rc = 0;
     while (rc == 0) { /* its next() may run Python code: as a callback */
         PyObject *ev = fc_flush(c) < 0 ? NULL : PyIter_Next(it);
