@@ -223,6 +223,8 @@ static int login(Ctx *c, PyObject *ip, double w, PyObject *wobj) {
 }
 
 static int matched(Ctx *c, PyObject *rule, PyObject *ip, double w, PyObject *wobj) {
+    if (FC_FRESH(c) < 0)
+        return -1;
     if (w > c->newest) {
         c->newest = w;
         Py_INCREF(wobj);
@@ -261,7 +263,8 @@ static int event(Ctx *c, PyObject *ev) {
         /* any other key, as the Python loop would: its hash and == may run Python code */
         if (fc_flush(c) < 0 || fc_dict_add(c->unmatched, rule, 1) < 0)
             return -1;
-        return fc_reload(c);
+        c->stale = 1;
+        return 0;
     }
     if (!PyUnicode_CheckExact(rule) || !PyUnicode_CheckExact(ip)) {
         PyErr_SetString(PyExc_TypeError, "an event's rule and address must be str");
@@ -305,10 +308,7 @@ static int run(Ctx *c, PyObject *events) {
     PyObject *it = PyObject_GetIter(events); /* may run Python code: read the policy again */
     if (it == NULL)
         return -1;
-    if (fc_reload(c) < 0) {
-        Py_DECREF(it);
-        return -1;
-    }
+    c->stale = 1;
     int rc = 0;
     while (rc == 0) { /* its next() may run Python code: as a callback */
         PyObject *ev = fc_flush(c) < 0 ? NULL : PyIter_Next(it);
@@ -316,7 +316,8 @@ static int run(Ctx *c, PyObject *events) {
             rc = PyErr_Occurred() ? -1 : 0;
             break;
         }
-        rc = fc_reload(c) < 0 ? -1 : event(c, ev);
+        c->stale = 1;
+        rc = event(c, ev);
         Py_DECREF(ev);
     }
     Py_DECREF(it);

@@ -143,6 +143,7 @@ int fc_flush(Ctx *c) {
 
 /* read the policy's scalars (at the start and after every callback) */
 int fc_reload(Ctx *c) {
+    c->stale = 0;
     PyObject *v;
     if (num_attr(c->p, S_newest, &c->newest) < 0 || num_attr(c->p, S_prune_at, &c->prune_at) < 0 ||
         num_attr(c->p, S_compact_at, &c->compact_at) < 0)
@@ -162,14 +163,13 @@ int fc_reload(Ctx *c) {
     return c->compact_n < 0 ? -1 : 0;
 }
 
-/* a callback, args[0] the object: the policy written back before, read again after */
+/* a callback, args[0] the object: the policy written back before, read again before the
+ * next use of a cached scalar (FC_FRESH) */
 PyObject *fc_call(Ctx *c, PyObject *meth, PyObject *const *args, size_t nargs) {
     if (fc_flush(c) < 0)
         return NULL;
-    PyObject *r = PyObject_VectorcallMethod(meth, args, nargs, NULL);
-    if (r != NULL && fc_reload(c) < 0)
-        Py_CLEAR(r);
-    return r;
+    c->stale = 1;
+    return PyObject_VectorcallMethod(meth, args, nargs, NULL);
 }
 
 int fc_call_void(Ctx *c, PyObject *meth, PyObject *const *args, size_t nargs) {
@@ -371,11 +371,13 @@ int fc_refresh(Ctx *c, Slot *s) {
 
 /* _tick(): one more stored match towards the next prune; every 1024, the compaction check */
 int fc_tick(Ctx *c) {
+    if (FC_FRESH(c) < 0)
+        return -1;
     c->since_prune++;
     c->since_dirty = 1;
     if ((double)c->since_prune >= c->prune_at) {
         PyObject *args[] = {c->p};
-        if (fc_call_void(c, S_prune, args, 1) < 0)
+        if (fc_call_void(c, S_prune, args, 1) < 0 || fc_reload(c) < 0) /* _since_prune is 0 */
             return -1;
     }
     if (c->since_prune & 1023)

@@ -45,6 +45,7 @@ typedef struct {
     PyObject *newest_obj; /* owned: the event's time that raised newest, to write back */
     Py_ssize_t since_prune, d_exempted;
     int since_dirty, compact_n;
+    int stale; /* a callback ran: the scalars above are read again before their next use */
     /* owned: the str objects met as rule names (the C scanner's and the grammar's are not
        the same objects), each with its slot */
     PyObject *cache_name[NAME_CACHE];
@@ -59,6 +60,7 @@ int fc_num(PyObject *o, double *d);
 int fc_dict_add(PyObject *d, PyObject *key, Py_ssize_t delta);
 int fc_flush(Ctx *c);
 int fc_reload(Ctx *c);
+#define FC_FRESH(c) ((c)->stale ? fc_reload(c) : 0)
 PyObject *fc_call(Ctx *c, PyObject *meth, PyObject *const *args, size_t nargs);
 int fc_call_void(Ctx *c, PyObject *meth, PyObject *const *args, size_t nargs);
 void fc_clear_slots(Ctx *c);
