@@ -25,7 +25,8 @@ fastscan = Extension(
 
 fastcount = Extension(
     "mailopsd.blocker._fastcount",
-    sources=["mailopsd/blocker/_fastcount.c", "mailopsd/blocker/fastcount_state.c"],
+    sources=["mailopsd/blocker/_fastcount.c", "mailopsd/blocker/fastcount_state.c",
+             "mailopsd/blocker/fastcount_slots.c"],
     depends=["mailopsd/blocker/fastcount_state.h"],
     extra_compile_args=FLAGS)
 

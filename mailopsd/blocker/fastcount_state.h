@@ -1,4 +1,5 @@
-/* The counting loop's view of a BanPolicy (fastcount_state.c), shared with _fastcount.c. */
+/* The counting loop's view of a BanPolicy (fastcount_state.c, its per-rule slots in
+ * fastcount_slots.c), shared with _fastcount.c. */
 #ifndef MAILOPSD_FASTCOUNT_STATE_H
 #define MAILOPSD_FASTCOUNT_STATE_H
 
@@ -57,6 +58,7 @@ typedef struct {
 int fc_init_names(void);
 int fc_setup(Ctx *c);
 int fc_num(PyObject *o, double *d);
+int fc_num_attr(PyObject *o, PyObject *attr, double *d);
 int fc_dict_add(PyObject *d, PyObject *key, Py_ssize_t delta);
 int fc_flush(Ctx *c);
 int fc_reload(Ctx *c);
