@@ -52,7 +52,9 @@ static int threshold(Ctx *c, PyObject *spec, PyObject *table, PyObject *rule, Py
         return -1;
     if (ignored) {
         PyObject *counts = PyObject_GetAttr(c->p, S_ignored);
-        int rc = counts == NULL ? -1 : PyDict_CheckExact(counts) ? fc_dict_add(counts, rule, 1) : -2;
+        int rc = counts == NULL               ? -1
+                 : PyDict_CheckExact(counts) ? fc_dict_add(counts, rule, 1)
+                                             : -2;
         Py_XDECREF(counts);
         if (rc == -2)
             PyErr_SetString(PyExc_TypeError, "policy.ignored must be a dict");

@@ -22,20 +22,26 @@ int fc_init_names(void) {
         PyObject **var;
         const char *text;
     } names[] = {
-        {&S_matches, "matches"},     {&S_last_match, "_last_match"}, {&S_unmatched, "unmatched"},
-        {&S_rules, "rules"},         {&S_banned, "_banned"},         {&S_auth, "_auth"},
-        {&S_hits, "_hits"},          {&S_exempting, "_exempting"},   {&S_config, "config"},
-        {&S_auth_exempt, "auth_exempt"}, {&S_compact_obj, "_compact"}, {&S_dirty, "_dirty"},
-        {&S_ignore, "ignore"},       {&S_newest, "_newest"},         {&S_since_prune, "_since_prune"},
-        {&S_prune_at, "_prune_at"},  {&S_compact_at, "_compact_at"}, {&S_n, "n"},
-        {&S_exempted, "exempted"},   {&S_ignored, "ignored"},        {&S_maxretry, "maxretry"},
-        {&S_findtime, "findtime"},   {&S_prune, "prune"},            {&S_compact, "compact"},
-        {&S_uncompact, "_uncompact"}, {&S_decide, "_decide"},        {&S_contains, "contains"},
-        {&S_append, "append"},
+        {&S_matches, "matches"},         {&S_last_match, "_last_match"},
+        {&S_unmatched, "unmatched"},     {&S_rules, "rules"},
+        {&S_banned, "_banned"},          {&S_auth, "_auth"},
+        {&S_hits, "_hits"},              {&S_exempting, "_exempting"},
+        {&S_config, "config"},           {&S_auth_exempt, "auth_exempt"},
+        {&S_compact_obj, "_compact"},    {&S_dirty, "_dirty"},
+        {&S_ignore, "ignore"},           {&S_newest, "_newest"},
+        {&S_since_prune, "_since_prune"}, {&S_prune_at, "_prune_at"},
+        {&S_compact_at, "_compact_at"},  {&S_n, "n"},
+        {&S_exempted, "exempted"},       {&S_ignored, "ignored"},
+        {&S_maxretry, "maxretry"},       {&S_findtime, "findtime"},
+        {&S_prune, "prune"},             {&S_compact, "compact"},
+        {&S_uncompact, "_uncompact"},    {&S_decide, "_decide"},
+        {&S_contains, "contains"},       {&S_append, "append"},
     };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (*names[i].var == NULL && (*names[i].var = PyUnicode_InternFromString(names[i].text)) == NULL)
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (*names[i].var == NULL &&
+            (*names[i].var = PyUnicode_InternFromString(names[i].text)) == NULL)
             return -1;
+    }
     return 0;
 }
 
