@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import shutil
-import subprocess
-import sysconfig
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,6 +21,7 @@ from mailopsd.blocker.policy import BanPolicy
 from mailopsd.core.config import parse_config
 from mailopsd.core.config.rule_names import AUTHENTICATED
 from mailopsd.core.config.schema_blocker import BlockerConfig
+from tests.support.cext import compile_strict
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = ("no-rdns", "auth-failed", "relay-denied", "sync-error", "nonmail")
@@ -40,17 +38,8 @@ def test_the_extension_is_built_and_counts() -> None:
 
 
 def test_the_extension_compiles_without_warnings(tmp_path: Path) -> None:
-    gcc = shutil.which("gcc")
-    include = sysconfig.get_paths()["include"]
-    if gcc is None or not (Path(include) / "Python.h").exists():
-        pytest.skip("no gcc or python3-dev")
-    out = subprocess.run(
-        [gcc, "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", f"-I{include}",
-         str(REPO / "mailopsd/blocker/_fastcount.c"),
-         str(REPO / "mailopsd/blocker/fastcount_state.c"),
-         str(REPO / "mailopsd/blocker/fastcount_slots.c"), "-o", str(tmp_path / "x.so")],
-        capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr
+    compile_strict(tmp_path, [f"mailopsd/blocker/{f}.c" for f in (
+        "_fastcount", "fastcount_state", "fastcount_slots")])
 
 
 # -- the whole state of a policy --------------------------------------------------------------
