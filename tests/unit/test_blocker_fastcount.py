@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -35,6 +37,13 @@ def test_the_extension_is_built_and_counts() -> None:
     """install.sh and the .deb build it; without it the Python loop counts (~2x slower)."""
     assert batch.count_events is _fastcount.count
     assert _fastcount.AUTHENTICATED == AUTHENTICATED
+
+
+def test_without_the_extension_the_python_loop_counts() -> None:
+    code = ("import sys; sys.modules['mailopsd.blocker._fastcount'] = None\n"
+            "from mailopsd.blocker import batch, policy\n"
+            "assert batch.count_events is batch._count_events_py is policy.count_events\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
 
 
 def test_the_extension_compiles_without_warnings(tmp_path: Path) -> None:
