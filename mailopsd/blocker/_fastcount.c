@@ -42,6 +42,8 @@ static int window(Slot *s, PyObject *hits) {
 
 static int threshold(Ctx *c, PyObject *spec, PyObject *table, PyObject *rule, PyObject *ip,
                      PyObject *hits) {
+    if (FC_REST(c) < 0)
+        return -1;
     PyObject *a1[] = {c->ignore, ip};
     PyObject *r = fc_call(c, S_contains, a1, 2);
     if (r == NULL)
@@ -233,7 +235,8 @@ static int matched(Ctx *c, PyObject *rule, PyObject *ip, double w, PyObject *wob
         Py_XSETREF(c->newest_obj, wobj);
     }
     Slot *s = fc_slot_of(c, rule);
-    if (s == NULL || fc_count_in(c->matches, s, &s->m_known, &s->d_matches) < 0 ||
+    if (s == NULL || (s->kind != K_OTHER && FC_REST(c) < 0) ||
+        fc_count_in(c->matches, s, &s->m_known, &s->d_matches) < 0 ||
         fc_note_last(c, s, w, wobj) < 0)
         return -1;
     if (s->kind == K_AUTH)
@@ -258,6 +261,8 @@ static int event(Ctx *c, PyObject *ev) {
     PyObject *rule = PyTuple_GET_ITEM(ev, 0), *ip = PyTuple_GET_ITEM(ev, 1),
              *when = PyTuple_GET_ITEM(ev, 2), *wobj;
     if (ip == Py_None) { /* a keyword line its rule rejected */
+        if (FC_REST(c) < 0)
+            return -1;
         if (PyUnicode_CheckExact(rule)) {
             Slot *s = fc_slot_of(c, rule);
             return s == NULL ? -1 : fc_count_in(c->unmatched, s, &s->u_known, &s->d_unmatched);
@@ -307,6 +312,8 @@ static int run(Ctx *c, PyObject *events) {
                 return -1;
         }
     }
+    if (FC_REST(c) < 0)
+        return -1;
     PyObject *it = PyObject_GetIter(events); /* may run Python code: read the policy again */
     if (it == NULL)
         return -1;

@@ -153,8 +153,7 @@ int fc_reload(Ctx *c) {
     c->stale = 0;
     PyObject *v;
     if (fc_num_attr(c->p, S_newest, &c->newest) < 0 ||
-        fc_num_attr(c->p, S_prune_at, &c->prune_at) < 0 ||
-        fc_num_attr(c->p, S_compact_at, &c->compact_at) < 0)
+        fc_num_attr(c->p, S_prune_at, &c->prune_at) < 0)
         return -1;
     if ((v = PyObject_GetAttr(c->p, S_since_prune)) == NULL)
         return -1;
@@ -174,7 +173,7 @@ int fc_reload(Ctx *c) {
 /* a callback, args[0] the object: the policy written back before, read again before the
  * next use of a cached scalar (FC_FRESH) */
 PyObject *fc_call(Ctx *c, PyObject *meth, PyObject *const *args, size_t nargs) {
-    if (fc_flush(c) < 0)
+    if (FC_REST(c) < 0 || fc_flush(c) < 0)
         return NULL;
     c->stale = 1;
     return PyObject_VectorcallMethod(meth, args, nargs, NULL);
@@ -205,25 +204,15 @@ static int get_dict(PyObject *o, PyObject *attr, PyObject **out, int none_ok) {
     return 0;
 }
 
-/* the policy's tables and scalars, read once per call as the Python loop does */
+/* the policy's tables, read once per call as the Python loop does: here those every match
+ * needs; fc_rest the others, on first use and in any case before Python code can run */
 int fc_setup(Ctx *c) {
     PyObject *p = c->p, *v;
     if (get_dict(p, S_matches, &c->matches, 0) < 0 || get_dict(p, S_last_match, &c->last, 0) < 0 ||
-        get_dict(p, S_unmatched, &c->unmatched, 0) < 0 || get_dict(p, S_rules, &c->rules, 0) < 0 ||
-        get_dict(p, S_banned, &c->banned, 0) < 0 || get_dict(p, S_auth, &c->auth, 0) < 0 ||
+        get_dict(p, S_rules, &c->rules, 0) < 0 || get_dict(p, S_banned, &c->banned, 0) < 0 ||
         get_dict(p, S_hits, &c->tables, 0) < 0)
         return -1;
-    if ((v = PyObject_GetAttr(p, S_exempting)) == NULL)
-        return -1;
-    int exempting = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    if (exempting < 0 || (v = PyObject_GetAttr(p, S_config)) == NULL)
-        return -1;
-    PyObject *ex = PyObject_GetAttr(v, S_auth_exempt);
-    Py_DECREF(v);
-    int rc = ex == NULL ? -1 : fc_num(ex, &c->exempt_for);
-    Py_XDECREF(ex);
-    if (rc < 0 || (c->compacted = PyObject_GetAttr(p, S_compact_obj)) == NULL)
+    if ((c->compacted = PyObject_GetAttr(p, S_compact_obj)) == NULL)
         return -1;
     if ((v = PyObject_GetAttr(p, S_dirty)) == NULL)
         return -1;
@@ -236,7 +225,27 @@ int fc_setup(Ctx *c) {
         Py_DECREF(v);
     else
         c->dirty = v;
-    if ((c->ignore = PyObject_GetAttr(p, S_ignore)) == NULL)
+    c->stale = 1; /* the scalars: read when first used */
+    return 0;
+}
+
+/* the tables of unmatched lines, logins and the ignore list */
+int fc_rest(Ctx *c) {
+    PyObject *p = c->p, *v;
+    c->rest = 1;
+    if (get_dict(p, S_unmatched, &c->unmatched, 0) < 0 || get_dict(p, S_auth, &c->auth, 0) < 0)
+        return -1;
+    if ((v = PyObject_GetAttr(p, S_exempting)) == NULL)
+        return -1;
+    int exempting = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    if (exempting < 0 || (v = PyObject_GetAttr(p, S_config)) == NULL)
+        return -1;
+    PyObject *ex = PyObject_GetAttr(v, S_auth_exempt);
+    Py_DECREF(v);
+    int rc = ex == NULL ? -1 : fc_num(ex, &c->exempt_for);
+    Py_XDECREF(ex);
+    if (rc < 0 || (c->ignore = PyObject_GetAttr(p, S_ignore)) == NULL)
         return -1;
     /* present whenever exempting (no-rdns enabled) */
     v = PyDict_GetItemString(c->tables, "no-rdns");
@@ -247,7 +256,7 @@ int fc_setup(Ctx *c) {
     Py_XINCREF(v);
     c->no_rdns = v;
     c->auth_on = exempting && v != NULL;
-    return fc_reload(c);
+    return 0;
 }
 
 /* _tick(): one more stored match towards the next prune; every 1024, the compaction check */
@@ -281,7 +290,9 @@ int fc_tick(Ctx *c) {
         }
     }
     Py_DECREF(hits);
-    if (rc == 0 && (double)total >= c->compact_at) {
+    double compact_at;
+    if (rc == 0 && (rc = fc_num_attr(c->p, S_compact_at, &compact_at)) == 0 &&
+        (double)total >= compact_at) {
         PyObject *args[] = {c->p};
         rc = fc_call_void(c, S_compact, args, 1);
     }

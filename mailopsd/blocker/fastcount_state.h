@@ -39,10 +39,11 @@ typedef struct {
     /* owned; dirty and no_rdns NULL for None */
     PyObject *p, *matches, *last, *unmatched, *rules, *banned, *auth, *tables, *compacted,
         *dirty, *ignore, *no_rdns, *out;
+    int rest;    /* unmatched, auth, ignore, exempt_for, auth_on and no_rdns are read */
     int auth_on; /* _exempting and the no-rdns table exists */
     double exempt_for;
     /* the policy's scalars, cached between callbacks */
-    double newest, prune_at, compact_at;
+    double newest, prune_at;
     PyObject *newest_obj; /* owned: the event's time that raised newest, to write back */
     Py_ssize_t since_prune, d_exempted;
     int since_dirty, compact_n;
@@ -57,6 +58,8 @@ typedef struct {
 
 int fc_init_names(void);
 int fc_setup(Ctx *c);
+int fc_rest(Ctx *c);
+#define FC_REST(c) ((c)->rest ? 0 : fc_rest(c))
 int fc_num(PyObject *o, double *d);
 int fc_num_attr(PyObject *o, PyObject *attr, double *d);
 int fc_dict_add(PyObject *d, PyObject *key, Py_ssize_t delta);
