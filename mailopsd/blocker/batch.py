@@ -6,13 +6,17 @@ attribute look-ups were a third of the scan: the loop holds the policy's tables 
 is the policy's own code (it reads and writes BanPolicy's state; the rare steps -- bringing back
 compacted hits, deciding a ban, pruning -- are the policy's methods), kept in this module so
 that policy.py stays readable and imports it without a circle.
+
+``count_events`` is the C extension ``_fastcount.count`` where it is built: the same loop over
+the same objects, step by step (``blocker/_fastcount.c``). ``_count_events_py`` below is the
+fallback and the reference it must equal (``tests/unit/test_blocker_fastcount.py``).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from mailopsd.core.config.rule_names import AUTHENTICATED
@@ -25,7 +29,8 @@ _NEVER = -math.inf
 Event = tuple[str, "str | None", float]
 
 
-def count_events(policy: BanPolicy, events: Iterable[Event], out: list[BanDecision]) -> None:
+def _count_events_py(policy: BanPolicy, events: Iterable[Event], out: list[BanDecision]
+                     ) -> None:
     """Count every event into ``policy`` in order, appending its ban decisions to ``out``
     (at most one per ban, never for an ignored address); an event without an address counts
     as an unmatched line of its rule."""
@@ -109,3 +114,12 @@ def count_events(policy: BanPolicy, events: Iterable[Event], out: list[BanDecisi
             out.append(p._decide(ip, spec, hits))
             continue
         p._tick()
+
+
+try:  # the same loop in C; this module's loop is its reference
+    from mailopsd.blocker import _fastcount
+except ImportError:  # not built: the Python loop, same decisions
+    _fastcount = None  # type: ignore[assignment]
+
+count_events: Callable[[BanPolicy, Iterable[Event], list[BanDecision]], None] = \
+    _count_events_py if _fastcount is None else _fastcount.count

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 PRUNE_MIN = 20000  # matches between two sweeps at least
 COMPACT_AT = 16384  # addresses in the dicts before the quiet ones move to the arrays
 _NEVER = -math.inf
+_WITHIN: dict[float, str] = {}  # findtime -> format_duration(findtime), for the ban reasons
 
 
 @dataclass(frozen=True)
@@ -177,16 +178,24 @@ class BanPolicy:
 
             get_logger("blocker").error("previous_bans_failed", ip=ip, error=repr(exc))
             stored = 0
-        previous = max(stored, self._times.get(ip, 0))
+        previous = self._times.get(ip, 0)
+        if stored > previous:
+            previous = stored
         duration = self.ban_duration(spec, previous)
         for table in self._hits.values():
             table.pop(ip, None)
         self._times[ip] = previous + 1
-        self._banned[ip] = None if duration is None else hits[-1] + duration
-        reason = (f"{len(hits)} {spec.name} matches within {format_duration(spec.findtime)}"
-                  + (f"; ban #{previous + 1} of this address" if previous else ""))
-        return BanDecision(ip=ip, rule=spec.name, count=len(hits), duration=duration,
-                           reason=reason, first_seen=hits[0], last_seen=hits[-1])
+        last = hits[-1]
+        self._banned[ip] = None if duration is None else last + duration
+        # scan-log decides hundreds of bans a second: no keyword arguments, the window's text
+        # formatted once per findtime
+        within = _WITHIN.get(spec.findtime)
+        if within is None:
+            within = _WITHIN[spec.findtime] = format_duration(spec.findtime)
+        reason = f"{len(hits)} {spec.name} matches within {within}"
+        if previous:
+            reason += f"; ban #{previous + 1} of this address"
+        return BanDecision(ip, spec.name, len(hits), duration, reason, hits[0], last)
 
     def ban_duration(self, spec: RuleSpec, previous: int) -> float | None:
         """The ban length for an IP banned ``previous`` times before (None = permanent)."""

@@ -86,9 +86,12 @@ def test_package_layout_conffile_and_lintian(debs: dict[str, Path]) -> None:
                  "/usr/lib/python3/dist-packages/mailopsd/cli/cmd_reload.py"):
         assert path in names, f"{path} not in the package"
     assert not any(n.startswith("/usr/lib/python3/dist-packages/jobs") for n in names)
-    # scan-log's C extension, built for this architecture (Architecture: any)
-    assert any(n.startswith("/usr/lib/python3/dist-packages/mailopsd/blocker/_fastscan.")
-               and n.endswith(".so") for n in names), "no _fastscan extension in the package"
+    # scan-log's C extensions (the line scan, the policy's counting loop), built for this
+    # architecture (Architecture: any); their sources are not shipped
+    for ext in ("_fastscan", "_fastcount"):
+        assert any(n.startswith(f"/usr/lib/python3/dist-packages/mailopsd/blocker/{ext}.")
+                   and n.endswith(".so") for n in names), f"no {ext} extension in the package"
+    assert not any(n.endswith((".c", ".h")) for n in names)
     conffiles = subprocess.run(["dpkg-deb", "-I", str(deb), "conffiles"], capture_output=True,
                                text=True, check=True, timeout=60).stdout.split()
     assert conffiles == ["/etc/mailopsd/mailopsd.toml"]
@@ -128,6 +131,9 @@ def test_apt_install_enables_and_starts_the_unit_active_only_after_ready(
     status = ct.run(["systemctl", "status", "mailopsd", "--no-pager"]).stdout
     assert re.search(r"Status: \".*jobs scheduled", status), status
     assert show(ct, "StatusText")
+    # the installed interpreter loads both C extensions (no silent fallback to Python)
+    ct.run(["python3", "-c", "from mailopsd.blocker import batch, fastpath; "
+                             "assert batch._fastcount and fastpath._fastscan"])
 
 
 def test_journal_carries_structured_fields_and_filters(ct: Container) -> None:

@@ -7,10 +7,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import random
-import shutil
-import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from mailopsd.blocker.rules import rule_specs
 from mailopsd.blocker.scan import ScanResult, scan_file
 from mailopsd.core.config import parse_config
 from tests.support import exim_lines as X
+from tests.support.cext import compile_strict
 from tests.unit.test_blocker_properties import cases, exim_line, host, junk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -44,16 +42,8 @@ def test_the_extension_is_built() -> None:
 
 
 def test_the_extension_compiles_without_warnings(tmp_path: Path) -> None:
-    gcc = shutil.which("gcc")
-    include = sysconfig.get_paths()["include"]
-    if gcc is None or not (Path(include) / "Python.h").exists():
-        pytest.skip("no gcc or python3-dev")
-    out = subprocess.run(
-        [gcc, "-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE", "-fPIC", "-shared",
-         f"-I{include}", str(REPO / "mailopsd/blocker/_fastscan.c"),
-         str(REPO / "mailopsd/blocker/fastscan_lines.c"), "-o",
-         str(tmp_path / "x.so")], capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr
+    compile_strict(tmp_path, ["mailopsd/blocker/_fastscan.c", "mailopsd/blocker/fastscan_lines.c"],
+                   "-D_GNU_SOURCE")
 
 
 # -- the same events as the Python path ----------------------------------------------------------
