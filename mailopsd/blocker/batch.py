@@ -17,10 +17,10 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from mailopsd.core.config.rule_names import AUTHENTICATED
 
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
 if TYPE_CHECKING:
     from mailopsd.blocker.policy import BanDecision, BanPolicy
 

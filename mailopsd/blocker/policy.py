@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from mailopsd.blocker.batch import count_events
 from mailopsd.blocker.compact import CompactHits, Hit, ip_key
@@ -27,6 +26,7 @@ from mailopsd.blocker.rules import RuleSpec, rule_specs
 from mailopsd.core.config.rule_names import AUTHENTICATED
 from mailopsd.core.config.types import format_duration
 
+TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
 if TYPE_CHECKING:
     from mailopsd.blocker.ignore import IgnoreList
     from mailopsd.core.config.schema_blocker import BlockerConfig
