@@ -18,8 +18,9 @@ FLAGS = ["-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
 
 fastscan = Extension(
     "mailopsd.blocker._fastscan",
-    sources=["mailopsd/blocker/_fastscan.c", "mailopsd/blocker/fastscan_lines.c"],
-    depends=["mailopsd/blocker/fastscan_lines.h"],
+    sources=["mailopsd/blocker/_fastscan.c", "mailopsd/blocker/fastscan_search.c",
+             "mailopsd/blocker/fastscan_lines.c", "mailopsd/blocker/fastscan_addr.c"],
+    depends=["mailopsd/blocker/fastscan_lines.h", "mailopsd/blocker/fastscan_search.h"],
     define_macros=[("_GNU_SOURCE", "1")],  # memmem, memrchr
     extra_compile_args=FLAGS)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sysconfig
@@ -25,3 +26,13 @@ def compile_strict(tmp_path: Path, sources: list[str], *flags: str) -> None:
          *(str(REPO / s) for s in sources), "-o", str(tmp_path / "x.so")],
         capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
+
+
+def extension_sources(module: str) -> list[str]:
+    """The C sources setup.py builds ``module`` from (so a strict compile never misses one)."""
+    for node in ast.walk(ast.parse((REPO / "setup.py").read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Extension" and \
+                ast.literal_eval(node.args[0]) == module:
+            sources = next(k.value for k in node.keywords if k.arg == "sources")
+            return list(ast.literal_eval(sources))
+    raise AssertionError(f"setup.py builds no {module}")

@@ -23,7 +23,7 @@ from mailopsd.blocker.policy import BanPolicy
 from mailopsd.core.config import parse_config
 from mailopsd.core.config.rule_names import AUTHENTICATED
 from mailopsd.core.config.schema_blocker import BlockerConfig
-from tests.support.cext import compile_strict
+from tests.support.cext import compile_strict, extension_sources
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = ("no-rdns", "auth-failed", "relay-denied", "sync-error", "nonmail")
@@ -47,8 +47,7 @@ def test_without_the_extension_the_python_loop_counts() -> None:
 
 
 def test_the_extension_compiles_without_warnings(tmp_path: Path) -> None:
-    compile_strict(tmp_path, [f"mailopsd/blocker/{f}.c" for f in (
-        "_fastcount", "fastcount_state", "fastcount_slots")])
+    compile_strict(tmp_path, extension_sources("mailopsd.blocker._fastcount"))
 
 
 # -- the whole state of a policy --------------------------------------------------------------

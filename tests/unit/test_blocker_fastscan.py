@@ -23,7 +23,7 @@ from mailopsd.blocker.rules import rule_specs
 from mailopsd.blocker.scan import ScanResult, scan_file
 from mailopsd.core.config import parse_config
 from tests.support import exim_lines as X
-from tests.support.cext import compile_strict
+from tests.support.cext import compile_strict, extension_sources
 from tests.unit.test_blocker_properties import cases, exim_line, host, junk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -43,8 +43,7 @@ def test_the_extension_is_built() -> None:
 
 
 def test_the_extension_compiles_without_warnings(tmp_path: Path) -> None:
-    compile_strict(tmp_path, ["mailopsd/blocker/_fastscan.c", "mailopsd/blocker/fastscan_lines.c"],
-                   "-D_GNU_SOURCE")
+    compile_strict(tmp_path, extension_sources("mailopsd.blocker._fastscan"), "-D_GNU_SOURCE")
 
 
 # -- the same events as the Python path ----------------------------------------------------------
