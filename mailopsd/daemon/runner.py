@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailopsd.core.config.common import JobSettings
 from mailopsd.core.config.schema import Config
+from mailopsd.core.config.schema_job import JobSettings
 from mailopsd.core.config.types import format_duration
 from mailopsd.core.errors import JobCancelled, MailopsError
 from mailopsd.core.locks import job_lock

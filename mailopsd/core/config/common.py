@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from mailopsd.core.config.types import Duration
-
 TYPE_CHECKING = False  # typing's flag without importing typing (scan-log's start-up)
 if TYPE_CHECKING:
     from typing import Any
@@ -43,14 +41,3 @@ def cron(value: str) -> None:
     from mailopsd.core.schedule import parse_cron  # checked on load, not imported for defaults
 
     parse_cron(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class JobSettings:
-    """What every scheduled job has: whether and when it runs, and how long it may take."""
-
-    enabled: bool = opt(True, doc="run this job on its schedule")
-    schedule: str = opt("0 4 * * *", check=cron, doc="crontab expression (crontab weekdays)")
-    random_delay: Duration = opt(Duration(0), doc="random delay added to each scheduled start")
-    timeout: Duration = opt(Duration(7200), check=positive, doc="the job is cancelled after this")
-    catch_up: bool = opt(True, doc="run soon after start if a scheduled run was missed")

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Literal
 
-from mailopsd.core.config.common import JobSettings, cron, non_negative, opt, positive
+from mailopsd.core.config.common import cron, non_negative, opt, positive
 from mailopsd.core.config.schema_blocker import BlockerConfig
 from mailopsd.core.config.schema_cluster import ClusterConfig
 from mailopsd.core.config.schema_forwards import MakeForwardsJob, PostEmailConfig
 from mailopsd.core.config.schema_health import HealthConfig, MetricsConfig, TlsDeployConfig
+from mailopsd.core.config.schema_job import JobSettings
 from mailopsd.core.config.schema_livelearn import LiveLearnConfig
 from mailopsd.core.config.schema_notify import NotifyConfig
 from mailopsd.core.config.schema_sent import SentConfig

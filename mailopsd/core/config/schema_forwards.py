@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mailopsd.core.config.common import JobSettings, cron, opt, positive
+from mailopsd.core.config.common import cron, opt, positive
+from mailopsd.core.config.schema_job import JobSettings
 from mailopsd.core.config.types import AbsPath, Duration
 
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")

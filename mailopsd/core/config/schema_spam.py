@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from mailopsd.core.config.common import JobSettings, cron, non_negative, opt, positive
+from mailopsd.core.config.common import cron, non_negative, opt, positive
+from mailopsd.core.config.schema_job import JobSettings
 from mailopsd.core.config.types import AbsPath, Duration
 
 
