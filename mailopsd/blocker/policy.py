@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from mailopsd.core.config.schema_blocker import BlockerConfig
 
 PRUNE_MIN = 20000  # matches between two sweeps at least
-# addresses in the dicts before the quiet ones move to the arrays: 16,384 made a day's busy log
-# (1M lines, ~20k addresses live) compact and bring back ~36k addresses twice (~60% of its scan);
+# addresses in the dicts before the quiet ones move to the arrays: at 16,384 the bench's 1M-line
+# day (just over that many live) compacted twice and brought ~36k back (~60% of its scan);
 # 1,000,000 addresses still take 100.7 MB in the daemon, 80.8 MB in scan-log (issue 12: <= 120)
 COMPACT_AT = 32768
 _NEVER = -math.inf
