@@ -17,6 +17,7 @@ PACKAGES=(
   python3-apscheduler python3-iptables python3-structlog python3-watchdog python3-psutil
   # the test suite's libraries from Debian
   python3-pytest python3-hypothesis python3-aiosmtpd python3-setuptools python3-wheel
+  tzdata  # the local-time tests switch TZ to Berlin, Lord Howe, Troll... (a minimal image lacks it)
   # issue 18 (health): metrics, DNS and certificate checks; the tests' DNS servers and openssl
   python3-prometheus-client python3-dnspython python3-cryptography rbldnsd dnsmasq-base openssl
   prometheus  # promtool: the tests check the scrape and the shipped alert rules with it
