@@ -37,13 +37,18 @@ struct Ctx {
  * has none (an invalid minute), -1 on a Python error. A plain hour (parse.plain_hour: one UTC
  * offset in and around it) gives its minute m as start + 60 m, exactly parse's reading, with
  * one call per hour; other hours ask minute_base per minute. */
+static PyObject *ask(PyObject *fn, const char *stamp, Py_ssize_t n) { /* fn(stamp[:n]) */
+    PyObject *text = PyUnicode_DecodeASCII(stamp, n, "strict"); /* fs_stamp: ASCII digits */
+    if (text == NULL)
+        return NULL;
+    PyObject *r = PyObject_CallOneArg(fn, text);
+    Py_DECREF(text);
+    return r;
+}
+
 static int minute_epoch(Ctx *c, const char *stamp, double *base) {
     if (!c->hour_asked || memcmp(c->hour, stamp, 13) != 0) {
-        PyObject *h = PyUnicode_DecodeASCII(stamp, 13, "strict");
-        if (h == NULL)
-            return -1;
-        PyObject *r = PyObject_CallOneArg(c->hour_base, h);
-        Py_DECREF(h);
+        PyObject *r = ask(c->hour_base, stamp, 13);
         if (r == NULL)
             return -1;
         c->hour_plain = r != Py_None;
@@ -60,11 +65,7 @@ static int minute_epoch(Ctx *c, const char *stamp, double *base) {
         return 1;
     }
     if (c->base == NULL || memcmp(c->minute, stamp, 16) != 0) {
-        PyObject *m = PyUnicode_DecodeASCII(stamp, 16, "strict");
-        if (m == NULL)
-            return -1;
-        PyObject *b = PyObject_CallOneArg(c->minute_base, m);
-        Py_DECREF(m);
+        PyObject *b = ask(c->minute_base, stamp, 16);
         if (b == NULL)
             return -1;
         Py_XSETREF(c->base, b);

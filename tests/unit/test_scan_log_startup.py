@@ -70,26 +70,28 @@ def test_scan_log_alone_parses_and_helps_like_the_full_parser(argv: list[str]) -
     assert "scan-log" in outs[0][1] + outs[0][2]
 
 
-def test_scan_log_imports_neither_psutil_nor_the_other_commands() -> None:
+def _after_plain_scan_log(modules: str) -> str:
+    """``rc sorted-list`` of ``modules`` (a generator expression over m in sys.modules) in a
+    fresh interpreter that ran ``scan-log --no-config /dev/null``."""
     code = ("import sys; from mailopsd.cli.main import main; "
             "rc = main(['scan-log', '--no-config', '/dev/null']); "
-            "print(rc, sorted(m for m in sys.modules if m == 'psutil' or m.startswith("
-            "('mailopsd.cli.cmd_', 'mailopsd.core.config.loader'))))")
+            f"print(rc, sorted({modules}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert out.strip().splitlines()[-1] == "0 ['mailopsd.cli.cmd_scan']"
+    return out.strip().splitlines()[-1]
+
+
+def test_scan_log_imports_neither_psutil_nor_the_other_commands() -> None:
+    assert _after_plain_scan_log(
+        "m for m in sys.modules if m == 'psutil' or m.startswith("
+        "('mailopsd.cli.cmd_', 'mailopsd.core.config.loader'))") == "0 ['mailopsd.cli.cmd_scan']"
 
 
 def test_scan_log_imports_none_of_the_costly_standard_modules_it_does_not_need() -> None:
     # typing ~1.2 ms, socket.py ~1 ms (its enums; _socket is the C half), datetime ~0.6 ms:
     # scan-log is timed start-up included (issue 12)
-    code = ("import sys; from mailopsd.cli.main import main; "
-            "rc = main(['scan-log', '--no-config', '/dev/null']); "
-            "print(rc, sorted(m for m in ('typing', 'socket', 'datetime', 'threading') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.strip().splitlines()[-1] == "0 []"
+    assert _after_plain_scan_log(
+        "m for m in ('typing', 'socket', 'datetime', 'threading') if m in sys.modules") == "0 []"
 
 
 @pytest.mark.parametrize("argv", [
@@ -116,12 +118,7 @@ def test_anything_else_is_left_to_argparse(argv: list[str]) -> None:
 
 
 def test_a_plain_scan_log_does_not_import_argparse() -> None:
-    code = ("import sys; from mailopsd.cli.main import main; "
-            "rc = main(['scan-log', '--no-config', '/dev/null']); "
-            "print(rc, 'argparse' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.strip().splitlines()[-1] == "0 False"
+    assert _after_plain_scan_log("m for m in ('argparse',) if m in sys.modules") == "0 []"
 
 
 def _console(argv: list[str], prelude: str = "") -> subprocess.CompletedProcess[str]:
