@@ -104,48 +104,39 @@ def aggregate_ip(ip: str) -> str:
 
 _MINUTES: dict[tuple[str, str | None], float | None] = {}
 _MINUTE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d", re.ASCII)
-_HOURS: dict[str, float | None] = {}  # "YYYY-MM-DD HH" -> _hour_start; cleared with _MINUTES
+_HOURS: dict[str, float | None] = {}  # "YYYY-MM-DD HH" -> plain_hour; cleared with _MINUTES
 # the UTC offset must be the same this far around an hour for its minutes to be read by
 # arithmetic: a backward zone change up to 2 h before or after it could repeat the hour
 _AROUND = (-7200, -3600, -1, 3599, 7199, 10799)
 
 
-def _hour_start(hour: str, y: int, mo: int, d: int, h: int) -> float | None:
-    """Epoch of the local minute "YYYY-MM-DD HH:00" (a valid date and hour) when every minute
-    m of that hour is exactly it + 60 m: the hour exists once (no DST or other zone change
-    from two hours before it to two after, which could skip or repeat it); else None, and
-    the caller asks mktime minute by minute. mktime costs ~2 us (glibc checks the zone file
-    each time): a day's log has 1,440 minutes but 24 hours."""
+def plain_hour(hour: str) -> float | None:
+    """The epoch of local "YYYY-MM-DD HH:00" when the hour is valid and plain: every minute m
+    of it is exactly that + 60 m, the hour existing once (no DST or other zone change from two
+    hours before it to two after, which could skip or repeat it); else None, and the caller
+    asks mktime minute by minute. mktime costs ~2 us (glibc checks the zone file each call): a
+    day's log has 1,440 minutes but 24 hours. The C scanner reads a plain hour's minutes by this
+    too, as ``_minute_epoch`` does."""
     try:
         return _HOURS[hour]
     except KeyError:
         pass
+    start = None
+    if _MINUTE.fullmatch(hour + ":00") is not None:
+        y, mo, d, h = int(hour[0:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:13])
+        if _is_date(y, mo, d) and h < 24 and y >= 1970:
+            try:
+                t = time.mktime((y, mo, d, h, 0, 0, 0, 0, -1))
+                here = time.localtime(t)
+                if (here.tm_hour, here.tm_min) == (h, 0) and all(
+                        time.localtime(t + s).tm_gmtoff == here.tm_gmtoff for s in _AROUND):
+                    start = t
+            except (ValueError, OverflowError):
+                pass
     if len(_HOURS) > 20000:  # hostile lines could invent hours: bounded like _MINUTES
         _HOURS.clear()
-    t = time.mktime((y, mo, d, h, 0, 0, 0, 0, -1))
-    here = time.localtime(t)
-    plain = (here.tm_hour, here.tm_min) == (h, 0) and all(
-        time.localtime(t + s).tm_gmtoff == here.tm_gmtoff for s in _AROUND)
-    start = _HOURS[hour] = t if plain else None
+    _HOURS[hour] = start
     return start
-
-
-def plain_hour(hour: str) -> float | None:
-    """``_hour_start`` of a local "YYYY-MM-DD HH": the epoch of its minute 0 if the hour is
-    valid and plain, else None. The C scanner reads a plain hour's minute m as this + 60 m, as
-    ``_minute_epoch`` does, and asks only for the other hours' minutes one by one."""
-    try:
-        return _HOURS[hour]
-    except KeyError:
-        pass
-    if _MINUTE.fullmatch(hour + ":00") is None:
-        return None
-    y, mo, d, h = int(hour[0:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:13])
-    try:
-        return _hour_start(hour, y, mo, d, h) if _is_date(y, mo, d) and h < 24 and y >= 1970 \
-            else None
-    except (ValueError, OverflowError):
-        return None
 
 
 _DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -180,7 +171,7 @@ def _convert_minute(minute: str, zone: str | None) -> float | None:
         if not (_is_date(y, mo, d) and h < 24 and mi < 60 and y >= 1970):
             value = None
         elif zone is None:
-            start = _hour_start(minute[:13], y, mo, d, h)
+            start = plain_hour(minute[:13])
             value = time.mktime((y, mo, d, h, mi, 0, 0, 0, -1)) if start is None \
                 else start + 60 * mi
         else:

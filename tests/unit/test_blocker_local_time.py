@@ -1,4 +1,4 @@
-"""Local timestamps read through the hour cache (parse._hour_start) equal mktime's reading of
+"""Local timestamps read through the hour cache (parse.plain_hour) equal mktime's reading of
 every minute, in zones with DST, half-hour and two-hour changes, around every change."""
 
 from __future__ import annotations
