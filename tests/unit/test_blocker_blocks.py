@@ -70,3 +70,14 @@ def test_blocks_cut_as_one_big_buffer_would(seed: int, monkeypatch: pytest.Monke
     for body in scan.blocks(Trickle(data, rnd), "f"):  # type: ignore[arg-type]
         got.append(bytes(body))  # the block is valid until the next one is asked for
     assert got == list(_reference(data, block, limit))
+    # and what the blocks must be whatever the buffer's history (not a copy of its code):
+    # the file's bytes in order (a newline added to an unended last line), every block ending
+    # in a newline except where a "line" reached LINE_LIMIT and was cut there
+    joined = b"".join(got)
+    assert joined == data or (joined == data + b"\n" and not data.endswith(b"\n"))
+    tail = 0  # length of the line running on from the blocks before
+    for body in got:
+        assert body
+        if not body.endswith(b"\n"):
+            assert tail + len(body) >= limit
+        tail = 0 if body.endswith(b"\n") else tail + len(body)
