@@ -384,7 +384,7 @@ PyMODINIT_FUNC PyInit__fastcount(void) {
     if (fc_init_names() < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddStringConstant(m, "AUTHENTICATED", "authenticated") < 0)
+    if (m != NULL && PyModule_AddStringConstant(m, "AUTHENTICATED", FC_AUTHENTICATED) < 0)
         Py_CLEAR(m);
     return m;
 }

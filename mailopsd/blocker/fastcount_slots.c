@@ -53,7 +53,7 @@ Slot *fc_slot_of(Ctx *c, PyObject *name) {
     memset(s, 0, sizeof *s);
     Py_INCREF(name);
     s->name = name;
-    s->kind = PyUnicode_CompareWithASCIIString(name, "authenticated") == 0 ? K_AUTH
+    s->kind = PyUnicode_CompareWithASCIIString(name, FC_AUTHENTICATED) == 0 ? K_AUTH
               : PyUnicode_CompareWithASCIIString(name, "no-rdns") == 0    ? K_NO_RDNS
                                                                          : K_OTHER;
     cache_put(c, name, c->nslots);

@@ -7,6 +7,7 @@
 #include <Python.h>
 
 #define MAX_SLOTS 32
+#define FC_AUTHENTICATED "authenticated" /* rule_names.AUTHENTICATED: the module exports it */
 #define NAME_CACHE 32 /* rule name objects -> slot, by address */
 
 /* interned attribute and method names (fc_init_names) */
