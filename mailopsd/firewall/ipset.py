@@ -38,11 +38,6 @@ def split(target: str) -> tuple[str, int]:
     return addr, int(plen) if plen else (128 if ":" in addr else 32)
 
 
-def join(addr: str, plen: int) -> str:
-    """The canonical text of a set member (a host is its plain address)."""
-    return addr if plen == (128 if ":" in addr else 32) else f"{addr}/{plen}"
-
-
 class Ipsets:
     """One netlink socket to the kernel's ipsets (opened on first use; callers serialise)."""
 

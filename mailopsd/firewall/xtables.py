@@ -124,10 +124,9 @@ def set_rule_of(rule: Any) -> str | None:
 
 def is_set_rule(rule: Any, set_name: str, reject: bool) -> bool:
     """Whether ``rule`` is exactly our set rule for ``set_name`` with the action in force."""
-    if rule.protocol != "tcp" or len(rule.matches) != 1 or set_rule_of(rule) != set_name:
+    if rule.protocol != "tcp" or len(rule.matches) != 1 or rule.matches[0].name != "set":
         return False
-    m = rule.matches[0]
-    if str(m.parameters.get("match_set", "")).split() != [set_name, "src"]:
+    if str(rule.matches[0].parameters.get("match_set", "")).split() != [set_name, "src"]:
         return False
     if str(rule.src) not in ("0.0.0.0/0.0.0.0", "::/0") or rule.target is None:
         return False
