@@ -15,7 +15,6 @@ saved with the log position (``blocker.counts``). Not thread-safe: the caller se
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,12 +37,6 @@ PRUNE_MIN = 20000  # matches between two sweeps at least
 # 1,000,000 addresses still take 100.7 MB in the daemon, 80.8 MB in scan-log (issue 12: <= 120)
 COMPACT_AT = 32768
 _NEVER = -math.inf
-
-
-@functools.lru_cache(maxsize=64)
-def _within(findtime: float) -> str:
-    """A ban reason's window (a few findtimes, hundreds of bans a second in scan-log)."""
-    return format_duration(findtime)
 
 
 @dataclass(frozen=True)
@@ -196,9 +189,9 @@ class BanPolicy:
         self._times[ip] = previous + 1
         last = hits[-1]
         self._banned[ip] = None if duration is None else last + duration
-        # scan-log decides hundreds of bans a second: no keyword arguments, the window's text
-        # formatted once per findtime
-        reason = f"{len(hits)} {spec.name} matches within {_within(spec.findtime)}"
+        # scan-log decides hundreds of bans a second: no keyword arguments (format_duration is
+        # cached)
+        reason = f"{len(hits)} {spec.name} matches within {format_duration(spec.findtime)}"
         if previous:
             reason += f"; ban #{previous + 1} of this address"
         return BanDecision(ip, spec.name, len(hits), duration, reason, hits[0], last)

@@ -179,10 +179,8 @@ def _scan(args: argparse.Namespace, path: str) -> int:
         print("\nno IP would be banned")
         return EXIT_OK
     print(f"\n{len(result.bans)} ban(s) would be made:")
-    durations: dict[float | None, str] = {}  # a log's bans share a few lengths
     print_table(("ip", "rule", "count", "duration", "last_seen"),
-                [(b.ip, b.rule, b.count, durations.get(b.duration) or
-                  durations.setdefault(b.duration, dur(b.duration)), _ts(b.last_seen))
+                [(b.ip, b.rule, b.count, dur(b.duration), _ts(b.last_seen))
                  for b in result.bans])
     return EXIT_OK
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -32,6 +33,7 @@ class Duration(float):
         return f"Duration({float(self)!r})"
 
 
+@functools.lru_cache(maxsize=256)  # tables and ban reasons repeat a few lengths hundreds of times
 def format_duration(seconds: float | None) -> str:
     """Render seconds compactly ("1d2h", "45s") for tables and events; None means permanent."""
     if seconds is None:
